@@ -1,0 +1,234 @@
+"""Typed experiment configuration: one YAML per experiment, every field overridable as `section.field=value`.
+
+A preset (see `configs/`) holds the sections below; the resolved config is written into each run folder
+and checkpoints carry it, so a run can be rebuilt from its folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from structvid.errors import UserError
+
+RESIDUAL_MODES = ("mask", "difference", "none")
+
+
+@dataclass
+class ForecasterConfig:
+    """G_M, the motion forecasting network (§5.1, Table 1).
+
+    `residual`: "mask" is Eq. 7 (m⊙c + (1−m)⊙I_t), "difference" is Eq. 6 (I_t + Δ), "none" generates the
+    frame directly (the paper's ablations). `dense` switches the dense decoder connections (§5.1).
+    """
+
+    image_channels: int = 3
+    motion_channels: int = 13  # 13 Penn Action joint heatmaps; 3 for face normal maps (§4)
+    resolution: int = 64  # 64 or 128; the encoder halves it down to a 4x4 bottleneck (Table 1: E4 4x4)
+    base_width: int = 64  # Table 1: E0/E1 have 64 filters, doubling to 512 at E4
+    max_width: int = 512
+    residual: str = "mask"
+    dense: bool = True
+    # §5.1 is silent on how wide the dense inputs are. Concatenating every earlier block's full output
+    # (the authors' code) costs ~56 GFLOP/frame at 64x64; we project each earlier block to a fixed
+    # `dense_growth` channels (DenseNet's growth rate) before upsampling and concatenating it.
+    dense_growth: int = 32
+    skip: bool = True  # U-Net skips f_I -> f_D (§5.1)
+
+
+@dataclass
+class CriticConfig:
+    """D_I, the conditional image critic (§5.2, Eq. 12-14): E* design of Table 1, no batch norm."""
+
+    image_channels: int = 3
+    motion_channels: int = 13
+    resolution: int = 64
+    base_width: int = 64
+    max_width: int = 512
+
+
+@dataclass
+class DataConfig:
+    root: str = "data/puppet"  # a Penn Action layout folder (frames/NNNN/*.jpg + labels/NNNN.mat)
+    image_size: int = 64
+    max_jump: int = 16  # k in [1, max_jump] drawn per sample (§5.2, random jumps in time)
+    sigma: float = 1.5  # heatmap Gaussian std in output pixels
+    crop_margin: float = 0.15  # extra border around the person's union bounding box
+    split: str = "all"  # all | train | test (official Penn flag)
+    actions: list[str] = field(default_factory=list)  # empty: every action
+    num_workers: int = 0
+
+
+@dataclass
+class LossConfig:
+    """Weights of Eq. 9 (a weight of 0 switches a term off) and the critic's penalty (Eq. 13-14)."""
+
+    rec: float = 1.0  # Eq. 10, L1 reconstruction
+    sparsity: float = 1.0  # Eq. 11, L1 on the mask m
+    gen: float = 1.0  # Eq. 12, -D_I([Ĩ, M])
+    gp_lambda: float = 10.0  # Eq. 13, λ
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 100_000  # generator steps
+    batch_size: int = 32  # §7.1
+    lr: float = 1e-4  # §7.1
+    betas: tuple[float, float] = (0.0, 0.9)  # §7.1
+    # §7.1 does not say how many critic updates precede each generator update; WGAN-GP's default is 5.
+    critic_steps: int = 5
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    sample_every: int = 500
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "forecast"
+    model: ForecasterConfig = field(default_factory=ForecasterConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self, source: str | None = None) -> "ExperimentConfig":
+        m, c, d = self.model, self.critic, self.data
+        if m.residual not in RESIDUAL_MODES:
+            raise UserError(f"model.residual must be one of {RESIDUAL_MODES}, got {m.residual!r}", source)
+        if m.resolution != d.image_size or c.resolution != d.image_size:
+            raise UserError(
+                f"model.resolution ({m.resolution}), critic.resolution ({c.resolution}) and data.image_size "
+                f"({d.image_size}) must agree",
+                source,
+            )
+        if m.resolution < 8 or m.resolution & (m.resolution - 1):
+            raise UserError(f"resolution must be a power of two >= 8, got {m.resolution}", source)
+        if d.max_jump < 1:
+            raise UserError(f"data.max_jump must be >= 1, got {d.max_jump}", source)
+        if self.train.precision not in ("fp32", "bf16", "fp16"):
+            raise UserError(f"train.precision must be fp32, bf16 or fp16, got {self.train.precision!r}", source)
+        return self
+
+
+# ---------------------------------------------------------------- dict <-> dataclass
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain dict (tuples become lists) suitable for YAML/JSON."""
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        if isinstance(v, list):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return conv(dataclasses.asdict(cfg))
+
+
+def from_dict(cls: type, data: dict[str, Any], source: str | None = None, prefix: str = "") -> Any:
+    """Build dataclass `cls` from `data`, rejecting unknown keys and coercing simple types."""
+    if not isinstance(data, dict):
+        raise UserError(f"section {prefix.rstrip('.') or '<root>'} must be a mapping, got {type(data).__name__}", source)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise UserError(f"unknown config key(s) {sorted(prefix + u for u in unknown)}", source)
+    kwargs: dict[str, Any] = {}
+    defaults = cls()
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = from_dict(type(default), value or {}, source, prefix + name + ".")
+        else:
+            kwargs[name] = _coerce(value, default, source, prefix + name)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, source: str | None, key: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "1", "yes"):
+                return True
+            if str(value).lower() in ("false", "0", "no"):
+                return False
+            raise ValueError(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, tuple):
+            return tuple(type(d)(v) for d, v in zip(default, value, strict=True))
+        if isinstance(default, list):
+            return list(value) if isinstance(value, (list, tuple)) else [value]
+        if isinstance(default, str):
+            return str(value)
+    except (TypeError, ValueError):
+        raise UserError(f"config key {key}: cannot use {value!r} (expected {type(default).__name__})", source) from None
+    return value
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """`["train.steps=10", "model.dense=false"]` -> nested dict (values parsed as YAML scalars)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"override {item!r} must look like section.field=value")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else ""
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = value
+    return out
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise UserError("config file not found", p)
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"not valid YAML ({e.__class__.__name__}: {str(e).splitlines()[0]})", p) from None
+    if not isinstance(data, dict):
+        raise UserError("config must be a YAML mapping", p)
+    return data
+
+
+def load_config(cls: type, path: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
+    """Load `cls` from an optional YAML file plus `section.field=value` overrides."""
+    data = load_yaml(path) if path else {}
+    data = merge(data, parse_overrides(overrides))
+    cfg = from_dict(cls, data, str(path) if path else None)
+    if hasattr(cfg, "validate"):
+        cfg.validate(str(path) if path else None)
+    return cfg
+
+
+def save_yaml(cfg: Any, path: str | Path) -> None:
+    from structvid.io.files import atomic_write_text
+
+    atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
