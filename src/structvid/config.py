@@ -232,3 +232,57 @@ def save_yaml(cfg: Any, path: str | Path) -> None:
     from structvid.io.files import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+# ---------------------------------------------------------------- pose forecasting (G_C for bodies, §4)
+
+
+@dataclass
+class PoseLSTMConfig:
+    """Sequence-to-sequence pose LSTM (§4, Eq. 3-5, after Villegas et al. 2017b)."""
+
+    num_joints: int = 13
+    hidden_size: int = 1024  # Villegas et al. 2017b use a 1024-unit LSTM
+    num_layers: int = 2
+    observed: int = 10  # T_obs
+    horizon: int = 32  # K at training time (32 Penn Action, 64 Human3.6M)
+    residual: bool = True  # decoder predicts the change from the previous pose (see pose_lstm.py)
+
+
+@dataclass
+class PoseDataConfig:
+    root: str = "../shared/data/penn_action"  # holds labels/NNNN.mat
+    actions: list[str] = field(default_factory=list)  # empty: the paper's 8 actions
+    split: str = "train"  # official flag: train | test | all
+    val_fraction: float = 0.1  # sequences held out of the split for validation
+    stride: int = 4  # training windows start every `stride` frames
+
+
+@dataclass
+class PoseTrainConfig:
+    steps: int = 20_000
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    keep_checkpoints: int = 2
+
+
+@dataclass
+class PoseExperimentConfig:
+    name: str = "poses"
+    model: PoseLSTMConfig = field(default_factory=PoseLSTMConfig)
+    data: PoseDataConfig = field(default_factory=PoseDataConfig)
+    train: PoseTrainConfig = field(default_factory=PoseTrainConfig)
+
+    def validate(self, source: str | None = None) -> "PoseExperimentConfig":
+        if self.model.observed < 2:
+            raise UserError(f"model.observed must be >= 2, got {self.model.observed}", source)
+        if self.model.horizon < 1:
+            raise UserError(f"model.horizon must be >= 1, got {self.model.horizon}", source)
+        if not 0.0 <= self.data.val_fraction < 1.0:
+            raise UserError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}", source)
+        return self
