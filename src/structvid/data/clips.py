@@ -1,0 +1,146 @@
+"""Training samples for G_M: (I_t, M_t, I_{t+k}, M_{t+k}) with random jumps in time (§5.2).
+
+Frames are cropped to a square around the person (the union of the video's per-frame bounding boxes,
+plus a margin) so the camera stays static within a clip, then resized to `image_size`; joints follow the
+same affine map and become motion maps through a `Structure` renderer (joint heatmaps for bodies).
+
+Every batch is a pure function of (seed, draw index, rank): resuming at a step redraws exactly the
+batches an uninterrupted run would have seen, and no sampler state needs saving.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from structvid.config import DataConfig
+from structvid.data.penn_action import PennActionDataset
+from structvid.errors import UserError
+from structvid.structure.base import Structure
+from structvid.structure.heatmaps import JointHeatmaps
+
+
+def person_box(bbox: np.ndarray, joints: np.ndarray, margin: float) -> tuple[float, float, float]:
+    """Square (cx, cy, side) around every frame's bounding box (and visible joints), enlarged by `margin`."""
+    boxes = np.asarray(bbox, dtype=np.float64).reshape(-1, 4)
+    vis = joints[..., 2] > 0
+    xs, ys = joints[..., 0][vis], joints[..., 1][vis]
+    ok = np.isfinite(boxes).all(1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    x1 = np.concatenate([boxes[ok, 0], xs]).min()
+    y1 = np.concatenate([boxes[ok, 1], ys]).min()
+    x2 = np.concatenate([boxes[ok, 2], xs]).max()
+    y2 = np.concatenate([boxes[ok, 3], ys]).max()
+    side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
+    return (x1 + x2) / 2, (y1 + y2) / 2, max(side, 1.0)
+
+
+def crop_affine(box: tuple[float, float, float], size: int) -> np.ndarray:
+    """2x3 affine mapping the square box onto a size x size image (pixel-centre convention)."""
+    cx, cy, side = box
+    s = size / side
+    # The box [c - side/2, c + side/2] maps onto the output's pixel edges [-0.5, size - 0.5].
+    return np.array([[s, 0, s * (side / 2 - cx) - 0.5], [0, s, s * (side / 2 - cy) - 0.5]])
+
+
+def crop_frame(frame: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
+    """Crop the square box (replicating the border outside the image) and resize it to size x size."""
+    side = box[2]
+    if side <= size:
+        return cv2.warpAffine(frame, crop_affine(box, size), (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+    # Downscaling: crop at native scale first, then area-average (warpAffine alone would alias).
+    native = max(int(round(side)), size)
+    crop = cv2.warpAffine(frame, crop_affine(box, native), (native, native), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def apply_affine(joints: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Map (..., J, 3) [x, y, v] joints through a 2x3 affine; visibility is kept."""
+    out = joints.astype(np.float32).copy()
+    xy = joints[..., :2].astype(np.float64)
+    out[..., :2] = xy @ affine[:, :2].T + affine[:, 2]
+    return out
+
+
+@dataclass
+class Video:
+    frames: np.ndarray  # (T, S, S, 3) uint8, cropped and resized
+    joints: np.ndarray  # (T, J, 3) float32 in output pixels
+
+
+class ClipSampler:
+    """Loads, crops and caches videos of a Penn Action layout folder and draws G_M samples from them."""
+
+    def __init__(self, cfg: DataConfig, structure: Structure | None = None, names: list[str] | None = None,
+                 cache_videos: int = 4096) -> None:
+        self.cfg = cfg
+        actions = cfg.actions or None
+        self.dataset = PennActionDataset(cfg.root, actions=actions, split=cfg.split)
+        self.names = list(names) if names is not None else list(self.dataset.names)
+        self.structure = structure or JointHeatmaps(sigma=cfg.sigma)
+        self.names = [n for n in self.names if self.dataset.label(n).nframes >= 2]
+        if not self.names:
+            raise UserError("no usable video (at least 2 frames) found", cfg.root)
+        self.video = functools.lru_cache(maxsize=cache_videos)(self._load_video)
+
+    def _load_video(self, name: str) -> Video:
+        seq = self.dataset.label(name)
+        joints = seq.joints
+        box = person_box(seq.bbox, joints, self.cfg.crop_margin)
+        size = self.cfg.image_size
+        frames = np.stack([crop_frame(f, box, size) for f in self.dataset.load_frames(name)])  # (T, S, S, 3)
+        return Video(frames, apply_affine(joints, crop_affine(box, size)))
+
+    def draw(self, rng: np.random.Generator, batch_size: int, names: list[str] | None = None) -> dict[str, Tensor]:
+        """A batch of random jumps: video, t and k ∈ [1, max_jump] drawn per sample (§5.2)."""
+        names = names if names is not None else self.names
+        imgs_t, imgs_tk, joints_t, joints_tk = [], [], [], []
+        for _ in range(batch_size):
+            video = self.video(names[rng.integers(len(names))])
+            n = len(video.frames)
+            k = int(rng.integers(1, min(self.cfg.max_jump, n - 1) + 1))
+            t = int(rng.integers(0, n - k))
+            imgs_t.append(video.frames[t])
+            imgs_tk.append(video.frames[t + k])
+            joints_t.append(video.joints[t])
+            joints_tk.append(video.joints[t + k])
+        return self.to_batch(np.stack(imgs_t), np.stack(joints_t), np.stack(imgs_tk), np.stack(joints_tk))
+
+    def to_batch(self, img_t: np.ndarray, j_t: np.ndarray, img_tk: np.ndarray, j_tk: np.ndarray) -> dict[str, Tensor]:
+        size = self.cfg.image_size
+
+        def images(x: np.ndarray) -> Tensor:  # (N, S, S, 3) uint8 -> (N, 3, S, S) in [-1, 1]
+            return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+        def maps(j: np.ndarray) -> Tensor:  # (N, J, 3) -> (N, J, S, S)
+            return self.structure.render(torch.from_numpy(j), size, size)
+
+        return {"image_t": images(img_t), "motion_t": maps(j_t), "image_tk": images(img_tk), "motion_tk": maps(j_tk)}
+
+
+class ForecastBatches(torch.utils.data.Dataset):
+    """Map-style dataset whose item `i` is the i-th batch drawn by this rank (use with batch_size=None).
+
+    Sharded by rank: rank r draws only from videos r, r + world, ... and contributes batch_size / world
+    samples to the global batch.
+    """
+
+    def __init__(self, sampler: ClipSampler, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 total: int = 1 << 62) -> None:
+        if batch_size % world:
+            raise UserError(f"train.batch_size ({batch_size}) must be divisible by the number of processes ({world})")
+        self.sampler, self.per_rank, self.seed, self.rank, self.total = sampler, batch_size // world, seed, rank, total
+        self.names = sampler.names[rank::world] or sampler.names
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        rng = np.random.default_rng([self.seed, index, self.rank])
+        return self.sampler.draw(rng, self.per_rank, self.names)

@@ -1,0 +1,131 @@
+"""Image + structure sequence -> video (§3, Fig. 2): G_C's structures -> G_M per frame -> optional G_R.
+
+    pipe = ImageToVideoPipeline.from_pretrained("runs/puppet-64")
+    out = pipe(image, poses)          # image (H, W, 3) uint8, poses (T, J, 3) [x, y, v] in image pixels
+    out.frames                        # (T, S, S, 3) uint8; frame i is conditioned on poses[i]
+
+The input image shows the subject in `image_pose` (default: poses[0]); it is I_t and its structure is M_t.
+Frames are produced by G_M's `forecast` (f_I and f_M(M_t) computed once, Eq. 8). A second stage
+(`refiner`, G_R of §6) can be attached: it receives the coarse clip and its motion maps and returns the
+refined clip in the same residual form (Eq. 15).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import yaml
+
+from structvid.config import DataConfig, from_dict
+from structvid.data.clips import apply_affine, crop_affine, crop_frame, person_box
+from structvid.errors import UserError
+from structvid.io.images import to_tensor, to_uint8
+from structvid.models.forecaster import Forecaster
+from structvid.models.saving import load_pretrained
+from structvid.structure.base import Structure
+from structvid.structure.heatmaps import JointHeatmaps
+from structvid.training.checkpoint import find_checkpoint
+from structvid.training.devices import pick_device
+
+# (frames (1, T, 3, H, W) in [-1, 1], motion maps (1, T, C, H, W)) -> refined frames, same shape
+Refiner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class VideoOutput:
+    frames: np.ndarray  # (T, S, S, 3) uint8
+    conditions: np.ndarray  # (T, C, S, S) float motion maps M_{t+k}
+    joints: np.ndarray | None  # (T, J, 3) joints in output pixels (None when maps were given)
+    masks: np.ndarray | None  # (T, S, S) residual motion masks m in [0, 1] (Eq. 7), None without one
+    input_frame: np.ndarray  # (S, S, 3) uint8, I_t as the network saw it (cropped, resized)
+
+
+class ImageToVideoPipeline:
+    def __init__(self, forecaster: Forecaster, structure: Structure | None = None, crop_margin: float = 0.15,
+                 refiner: Refiner | None = None, device: torch.device | str = "cpu", chunk: int = 16) -> None:
+        self.device = torch.device(device)
+        self.forecaster = forecaster.to(self.device).eval()
+        self.structure = structure or JointHeatmaps(num_joints=forecaster.config.motion_channels)
+        self.crop_margin = crop_margin
+        self.refiner = refiner
+        self.chunk = chunk  # frames decoded per forward: bounds memory for long videos
+        self.size = forecaster.config.resolution
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str = "auto", **kwargs) -> "ImageToVideoPipeline":
+        """Load G_M from a run folder (latest checkpoint) or a checkpoint folder; data settings from the
+        run's config.yaml when present (heatmap σ, crop margin)."""
+        ckpt = find_checkpoint(path)
+        forecaster = load_pretrained(ckpt, "generator")
+        data = DataConfig()
+        for cand in (ckpt / "config.yaml", ckpt.parent.parent / "config.yaml", Path(path) / "config.yaml"):
+            if cand.is_file():
+                raw = yaml.safe_load(cand.read_text()) or {}
+                data = from_dict(DataConfig, raw.get("data", {}), str(cand))
+                break
+        structure = JointHeatmaps(num_joints=forecaster.config.motion_channels, sigma=data.sigma)
+        return cls(forecaster, structure, data.crop_margin, device=pick_device(device), **kwargs)
+
+    def prepare(self, image: np.ndarray, poses: np.ndarray, image_pose: np.ndarray | None = None,
+                crop: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Crop image and poses to the square around the person (as in training) at model resolution."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise UserError(f"image must be (H, W, 3) RGB, got shape {image.shape}")
+        poses = np.asarray(poses, dtype=np.float32)
+        j = self.structure.channels
+        if poses.ndim != 3 or poses.shape[1:] != (j, 3):
+            raise UserError(f"poses must be (T, {j}, 3) [x, y, visibility], got shape {poses.shape}")
+        ref = poses[0] if image_pose is None else np.asarray(image_pose, dtype=np.float32)
+        all_joints = np.concatenate([ref[None], poses])  # (T + 1, J, 3)
+        if crop:
+            box = person_box(np.zeros((0, 4)), all_joints, self.crop_margin)
+        else:  # the whole image, padded to a square
+            h, w = image.shape[:2]
+            box = ((w - 1) / 2, (h - 1) / 2, float(max(h, w)))
+        frame = crop_frame(image, box, self.size)
+        mapped = apply_affine(all_joints, crop_affine(box, self.size))
+        return frame, mapped[0], mapped[1:]
+
+    @torch.no_grad()
+    def __call__(self, image: np.ndarray, poses: np.ndarray | None = None, image_pose: np.ndarray | None = None,
+                 motion_maps: torch.Tensor | None = None, image_motion: torch.Tensor | None = None,
+                 crop: bool = True) -> VideoOutput:
+        """Generate one frame per pose (or per motion map when `motion_maps` (T, C, S, S) is given)."""
+        s = self.size
+        if motion_maps is None:
+            if poses is None:
+                raise UserError("give either poses or motion_maps")
+            frame, ref, joints = self.prepare(image, poses, image_pose, crop)
+            image_motion = self.structure.render(torch.from_numpy(ref)[None], s, s)  # (1, C, S, S)
+            motion_maps = self.structure.render(torch.from_numpy(joints), s, s)  # (T, C, S, S)
+        else:
+            frame, joints = image, None
+            if image_motion is None:
+                image_motion = motion_maps[:1]
+            image_motion = image_motion.reshape(1, *motion_maps.shape[1:])
+        if frame.shape[:2] != (s, s):
+            raise UserError(f"image is {frame.shape[1]}x{frame.shape[0]}, the model needs {s}x{s}")
+        dev = self.device
+        img = to_tensor(frame)[None].to(dev)  # (1, 3, S, S)
+        m_t = image_motion.to(dev)
+        frames, masks = [], []
+        for i in range(0, len(motion_maps), self.chunk):
+            targets = motion_maps[i : i + self.chunk].to(dev)[None]  # (1, T', C, S, S)
+            out = self.forecaster.forecast(img, m_t, targets)
+            frames.append(out.frame[0].float())
+            if out.mask is not None:
+                masks.append(out.mask[0, :, 0].float())
+        video = torch.cat(frames)  # (T, 3, S, S)
+        if self.refiner is not None:
+            video = self.refiner(video[None], motion_maps.to(dev)[None])[0]
+        return VideoOutput(
+            frames=to_uint8(video.cpu()),
+            conditions=motion_maps.cpu().numpy(),
+            joints=joints,
+            masks=torch.cat(masks).cpu().numpy() if masks else None,
+            input_frame=frame,
+        )

@@ -1,0 +1,159 @@
+"""The training loop: schedules the phases a loss object declares, steps optimizers, logs, checkpoints.
+
+It knows nothing about GANs or poses. A `Task` supplies named modules, their optimizers, a loss object
+with `phases` and `run(phase, batch)`, a dataset whose item i is the i-th batch this rank draws, and
+optionally a sample grid. The same loop trains G_M + D_I, the pose LSTM, and later G_R + D_I + D_V.
+
+Exact resume: every step reseeds torch's RNG from (seed, step, rank) and batch i is a pure function of
+(seed, i, rank), so a run resumed from a checkpoint reproduces an uninterrupted run bit for bit
+(on the same device and thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from structvid.io.files import atomic_path
+from structvid.losses.phases import Phase
+from structvid.training import checkpoint as ckpt
+from structvid.training.devices import autocast
+from structvid.training.distributed import DistInfo, barrier, mean_across_ranks
+
+log = logging.getLogger(__name__)
+
+
+class Loss(Protocol):
+    phases: tuple[Phase, ...]
+    grad_scale: Callable[[], float]
+
+    def run(self, phase: str, batch: Any) -> tuple[torch.Tensor, dict[str, float]]: ...
+
+
+@dataclass
+class Task:
+    modules: dict[str, nn.Module]  # bare modules: what checkpoints hold
+    optimizers: dict[str, torch.optim.Optimizer]  # keyed like the modules they update
+    loss: Loss
+    dataset: torch.utils.data.Dataset  # item i = i-th batch of this rank
+    to_device: Callable[[Any, torch.device], Any]
+    sample_grid: Callable[[], np.ndarray] | None = None  # uint8 (H, W, 3) for TensorBoard / PNG
+    num_workers: int = 0
+
+
+@dataclass
+class LoopSettings:
+    steps: int
+    seed: int = 0
+    precision: str = "fp32"
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    sample_every: int = 500
+    keep_checkpoints: int = 2
+    progress: bool = True
+
+
+@dataclass
+class LoopResult:
+    step: int
+    stats: dict[str, float] = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def run_loop(task: Task, settings: LoopSettings, run_dir: Path, device: torch.device, info: DistInfo,
+             resume: bool = False) -> LoopResult:
+    run_dir = Path(run_dir)
+    start = 0
+    if resume:
+        latest = ckpt.latest_checkpoint(run_dir)
+        if latest is not None:
+            state = ckpt.load_checkpoint(latest, task.modules, task.optimizers)
+            start = int(state["step"])
+            if info.is_main:
+                log.info("resumed from %s (step %d)", latest, start)
+    if start >= settings.steps:
+        return LoopResult(start, checkpoint=ckpt.latest_checkpoint(run_dir))
+
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
+    task.loss.grad_scale = scaler.get_scale if scaler.is_enabled() else (lambda: 1.0)
+    draws_per_step = sum(p.repeat for p in task.loss.phases)
+    loader = torch.utils.data.DataLoader(
+        task.dataset, batch_size=None, num_workers=task.num_workers,
+        sampler=range(start * draws_per_step, settings.steps * draws_per_step),
+        persistent_workers=False, prefetch_factor=4 if task.num_workers else None,
+    )
+    batches: Iterator[Any] = iter(loader)
+
+    writer = None
+    if info.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=start + 1 if start else None)
+    bar = tqdm(total=settings.steps, initial=start, disable=not (info.is_main and settings.progress),
+               desc="train", unit="step", dynamic_ncols=True)
+    totals: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    last: dict[str, float] = {}
+    saved: Path | None = None
+    t0 = time.perf_counter()
+    for step in range(start, settings.steps):
+        torch.manual_seed(step_seed(settings.seed, step, info.rank))
+        for phase in task.loss.phases:
+            for module_name, module in task.modules.items():
+                module.requires_grad_(module_name == phase.module)
+            opt = task.optimizers[phase.module]
+            for _ in range(phase.repeat):
+                batch = task.to_device(next(batches), device)
+                opt.zero_grad(set_to_none=True)
+                with autocast(device, settings.precision):
+                    loss, stats = task.loss.run(phase.name, batch)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                for k, v in stats.items():
+                    totals[k] = totals.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1
+        for module in task.modules.values():
+            module.requires_grad_(True)
+        done = step + 1
+        bar.update(1)
+        if done % settings.log_every == 0 or done == settings.steps:
+            last = mean_across_ranks({k: totals[k] / counts[k] for k in totals}, info, device)
+            totals, counts = {}, {}
+            if info.is_main:
+                rate = (done - start) / max(time.perf_counter() - t0, 1e-9)
+                last["train/steps_per_s"] = rate
+                for k, v in last.items():
+                    writer.add_scalar(k, v, done)
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps({"step": done, **last}) + "\n")
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(last.items())[:4]})
+        if info.is_main and task.sample_grid is not None and (done % settings.sample_every == 0 or done == settings.steps):
+            grid = task.sample_grid()
+            writer.add_image("samples", grid, done, dataformats="HWC")
+            from PIL import Image
+
+            with atomic_path(run_dir / "samples" / f"step_{done:08d}.png") as tmp:
+                Image.fromarray(grid).save(tmp)
+        if done % settings.checkpoint_every == 0 or done == settings.steps:
+            if info.is_main:
+                saved = ckpt.save_checkpoint(run_dir, done, task.modules, task.optimizers,
+                                             keep=settings.keep_checkpoints)
+            barrier(info)
+    bar.close()
+    if writer is not None:
+        writer.close()
+    return LoopResult(settings.steps, last, saved)
