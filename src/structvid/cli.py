@@ -112,7 +112,7 @@ def generate(checkpoint, image, poses, out, fps, panel, device) -> None:
 
     pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device)
     img = load_image(image)
-    joints = load_poses(poses, num_joints=pipe.structure.channels, image_size=img.shape[:2])
+    joints = load_poses(poses, num_joints=pipe.structure.channels, min_frames=2, image_size=img.shape[:2])
     result = pipe(img, joints)
     for p in _write_outputs(result, out, fps, panel):
         click.echo(str(p))

@@ -1,0 +1,127 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from structvid.cli import main
+from structvid.data.penn_action import PennActionDataset
+from structvid.io.images import save_image
+from structvid.io.poses import save_poses
+from tests.conftest import TINY
+
+
+def run_cli(*args, capsys=None):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr() if capsys else None
+    return code, out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, puppet_root):
+    """A tiny model trained through the CLI, plus an example image/pose file from the puppet data."""
+    tmp = tmp_path_factory.mktemp("cli")
+    run = tmp / "run"
+    code = main(["train", "forecast", "--out", str(run), "--data", str(puppet_root), "--no-progress", *TINY])
+    assert code == 0
+    ds = PennActionDataset(puppet_root)
+    name = ds.names[0]
+    save_image(tmp / "image.png", ds.load_frames(name)[0])
+    save_poses(tmp / "poses.json", ds.label(name).joints[:6])
+    return tmp, run
+
+
+def test_train_generate_evaluate_end_to_end(trained, puppet_root, capsys):
+    tmp, run = trained
+    code, out = run_cli("generate", "--checkpoint", run, "--image", tmp / "image.png", "--poses", tmp / "poses.json",
+                        "--out", tmp / "gen" / "clip.mp4", "--panel", "--device", "cpu", capsys=capsys)
+    assert code == 0, out.err
+    for name in ("clip.mp4", "clip.gif", "clip_panel.mp4"):
+        assert (tmp / "gen" / name).stat().st_size > 0
+    from structvid.io.video import read_video
+
+    frames, _ = read_video(tmp / "gen" / "clip.mp4")
+    assert frames.shape[0] == 6
+    panel, _ = read_video(tmp / "gen" / "clip_panel.mp4")
+    assert panel.shape[2] > 3 * panel.shape[1] // 2  # several panels side by side
+    code, out = run_cli("evaluate", "forecast", "--checkpoint", run, "--data", puppet_root, "--out", tmp / "eval",
+                        "--frames", 4, "--max-videos", 2, "--device", "cpu", capsys=capsys)
+    assert code == 0, out.err
+    result = json.loads((tmp / "eval" / "metrics.json").read_text())
+    assert result["num_videos"] == 2 and len(result["per_frame"]["psnr"]) == 4
+    assert 0 < result["mean"]["ssim"] <= 1 and result["mean"]["psnr"] > 0
+    assert "| mse | psnr | ssim |" in (tmp / "eval" / "metrics.md").read_text()
+
+
+def test_dry_run_prints_resolved_config(capsys):
+    code, out = run_cli("train", "forecast", "--out", "unused", "--dry-run", "train.steps=7", "model.dense=false",
+                        capsys=capsys)
+    assert code == 0 and "steps: 7" in out.out and "dense: false" in out.out
+
+
+def _bad(tmp, trained_tmp, kind):
+    img = trained_tmp / "image.png"
+    poses = trained_tmp / "poses.json"
+    joints = json.loads(poses.read_text())
+    joints = np.asarray(joints["joints"] if isinstance(joints, dict) else joints, dtype=float)
+    if kind == "missing_image":
+        return tmp / "nope.png", poses, "nope.png"
+    if kind == "corrupt_image":
+        p = tmp / "corrupt.png"
+        p.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+        return p, poses, "corrupt.png"
+    if kind == "gray_image":
+        from PIL import Image
+
+        p = tmp / "gray.png"
+        Image.fromarray(np.zeros((32, 32), np.uint8)).save(p)
+        return p, poses, "gray.png"
+    p = tmp / f"{kind}.npy"
+    if kind == "nan_joint":
+        joints[2, 3, 0] = np.nan
+    elif kind == "outside":
+        joints[1, 0, :2] = [500.0, 10.0]
+    elif kind == "joint_count":
+        joints = joints[:, :12]
+    elif kind == "too_short":
+        joints = joints[:1]
+    np.save(p, joints)
+    return img, p, p.name
+
+
+@pytest.mark.parametrize("kind", ["missing_image", "corrupt_image", "gray_image", "nan_joint", "outside",
+                                  "joint_count", "too_short"])
+def test_generate_bad_input_gives_one_clear_error(tmp_path, trained, kind, capsys):
+    trained_tmp, run = trained
+    img, poses, named = _bad(tmp_path, trained_tmp, kind)
+    out_file = tmp_path / "out" / "x.mp4"
+    code, out = run_cli("generate", "--checkpoint", run, "--image", img, "--poses", poses, "--out", out_file,
+                        "--device", "cpu", capsys=capsys)
+    assert code == 2
+    assert out.err.startswith("error: ") and named in out.err and len(out.err.strip().splitlines()) == 1
+    assert not out_file.exists() and not out_file.with_suffix(".gif").exists()
+
+
+def test_resume_with_mismatched_config_names_the_file(trained, tmp_path, capsys):
+    _, run = trained
+    code, out = run_cli("train", "forecast", "--out", run, "--resume", "--no-progress", "model.base_width=16",
+                        "train.steps=8", capsys=capsys)
+    assert code == 2 and "generator.json" in out.err
+
+
+def test_missing_checkpoint_and_bad_config(tmp_path, capsys):
+    code, out = run_cli("generate", "--checkpoint", tmp_path / "none", "--image", "x.png", "--poses", "p.json",
+                        capsys=capsys)
+    assert code == 2 and "none" in out.err
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("model: {widht: 3}\n")
+    code, out = run_cli("train", "forecast", "--config", cfg, "--out", tmp_path / "r", capsys=capsys)
+    assert code == 2 and "bad.yaml" in out.err and "model.widht" in out.err
+
+
+def test_user_error_has_no_traceback_in_a_real_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "structvid.cli", "generate", "--checkpoint", str(tmp_path),
+                           "--image", "x.png", "--poses", "p.json"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: ")
