@@ -127,6 +127,16 @@ def test_mp4_round_trip(tmp_path: Path) -> None:
     assert np.abs(frames.astype(int) - clip).mean() < 8
 
 
+def test_mp4_mpeg4_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(video.av, "codecs_available", set())  # as if FFmpeg lacked libx264
+    clip = smooth_clip()
+    write_video(tmp_path / "a.mp4", clip)
+    with av.open(str(tmp_path / "a.mp4")) as container:
+        assert container.streams.video[0].codec_context.name == "mpeg4"
+    frames, _ = read_video(tmp_path / "a.mp4")
+    assert frames.shape == clip.shape and np.abs(frames.astype(int) - clip).mean() < 8
+
+
 def test_mp4_odd_size(tmp_path: Path) -> None:
     write_video(tmp_path / "odd.mp4", smooth_clip()[:, :63, :61])
     frames, _ = read_video(tmp_path / "odd.mp4")
