@@ -1,0 +1,108 @@
+"""Pretrained networks on disk: `{name}.safetensors` (weights) + `{name}.json` (class and constructor config).
+
+A network is rebuilt from the two files alone: the JSON names a registered class and holds the fields of
+its config dataclass; the weights must then match that network exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from structvid.config import CriticConfig, ForecasterConfig, from_dict
+from structvid.errors import UserError
+from structvid.io.files import atomic_path, atomic_write_text
+from structvid.models.critics import ImageCritic
+from structvid.models.forecaster import Forecaster
+
+_REGISTRY: dict[str, tuple[type[nn.Module], type]] = {
+    "Forecaster": (Forecaster, ForecasterConfig),
+    "ImageCritic": (ImageCritic, CriticConfig),
+}
+
+
+def register_model(name: str, cls: type[nn.Module], cfg_cls: type) -> None:
+    """Make `cls` (built as `cls(cfg_cls(...))`, keeping `self.config`) saveable and loadable as `name`."""
+    _REGISTRY[name] = (cls, cfg_cls)
+
+
+def state_dict_to_safetensors_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU copies of a state dict's tensors, as safetensors requires."""
+    return {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+
+
+def save_pretrained(model: nn.Module, directory: str | Path, name: str) -> Path:
+    """Write `directory/{name}.safetensors` and `directory/{name}.json`, each atomically; returns the weights path.
+
+    `model` must be a bare registered network (unwrap DistributedDataParallel or torch.compile first).
+    """
+    class_name = next((k for k, (cls, _) in _REGISTRY.items() if type(model) is cls), None)
+    if class_name is None:
+        raise TypeError(f"{type(model).__name__} is not a registered model class (see register_model)")
+    directory = Path(directory)
+    weights = directory / f"{name}.safetensors"
+    with atomic_path(weights) as tmp:
+        save_file(state_dict_to_safetensors_dict(model.state_dict()), str(tmp))
+    meta = {"class": class_name, "config": dataclasses.asdict(model.config)}
+    atomic_write_text(directory / f"{name}.json", json.dumps(meta, indent=2) + "\n")
+    return weights
+
+
+def load_pretrained(directory: str | Path, name: str, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the network saved as `name` in `directory`, load its weights strictly; returned in eval mode.
+
+    Raises UserError naming the file for a missing or corrupt file, an unknown class, a bad config, or
+    weights that do not match the config.
+    """
+    directory = Path(directory)
+    meta_path, weights_path = directory / f"{name}.json", directory / f"{name}.safetensors"
+    try:
+        meta = json.loads(meta_path.read_text())
+        class_name, config = meta["class"], meta["config"]
+    except FileNotFoundError:
+        raise UserError("model config not found", meta_path) from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"corrupt model config ({e.__class__.__name__}: {e})", meta_path) from None
+    if class_name not in _REGISTRY:
+        raise UserError(f"unknown model class {class_name!r} (known: {sorted(_REGISTRY)})", meta_path)
+    cls, cfg_cls = _REGISTRY[class_name]
+    try:
+        model = cls(from_dict(cfg_cls, config, str(meta_path)))
+    except ValueError as e:
+        raise UserError(f"invalid model config: {e}", meta_path) from None
+    if not weights_path.is_file():
+        raise UserError("weights file not found", weights_path)
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
+        raise UserError(f"corrupt weights file ({e.__class__.__name__}: {e})", weights_path) from None
+    problems = _mismatches(model.state_dict(), state)
+    if problems:
+        raise UserError(f"weights do not match config {meta_path.name}: {'; '.join(problems)}", weights_path)
+    model.load_state_dict(state, strict=True)
+    return model.to(map_location).eval()
+
+
+def _mismatches(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], limit: int = 5) -> list[str]:
+    def listing(keys: list[str]) -> str:
+        more = f" ... ({len(keys) - limit} more)" if len(keys) > limit else ""
+        return f"[{', '.join(keys[:limit])}{more}]"
+
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    shapes = [
+        f"shape mismatch for {k}: {tuple(found[k].shape)} in the file vs {tuple(v.shape)} in the model"
+        for k, v in expected.items()
+        if k in found and found[k].shape != v.shape
+    ]
+    return (
+        ([f"missing keys {listing(missing)}"] if missing else [])
+        + ([f"unexpected keys {listing(unexpected)}"] if unexpected else [])
+        + shapes[:limit]
+        + ([f"... ({len(shapes) - limit} more shape mismatches)"] if len(shapes) > limit else [])
+    )
