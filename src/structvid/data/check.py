@@ -1,0 +1,107 @@
+"""Validate a Penn Action layout folder (see `structvid.data.penn_action`) and report EVERY problem found.
+
+Checks, per sequence: the label reads and has every field with consistent shapes (`read_label`, which
+also rejects NaN/inf coordinates of visible joints and nframes ≠ dimensions[2]); a label has a frame
+folder and a frame folder has a label; the folder holds exactly nframes frame files and none of
+000001.jpg .. nframes is missing; every frame decodes with cv2.imread (`read_images=False` skips this,
+the slow part on the full dataset); the first frame's size equals the label's dimensions.
+
+A labels-only copy (no frames/ folder at all, like the shared training labels) is reported ONCE, as a
+problem on frames/, and the frame checks are skipped; labels are still checked. Without labels/ nothing
+else can be checked, so only that is reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+
+from structvid.data.penn_action import PennSequence, frame_name, read_label
+from structvid.errors import UserError
+
+__all__ = ["Problem", "check_penn_dataset"]
+
+_FRAME = re.compile(r"^\d{6}\.jpg$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem: the file or folder concerned and what is wrong with it."""
+
+    path: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".")
+
+
+def check_penn_dataset(root: str | Path, read_images: bool = True) -> list[Problem]:
+    """Every problem of the Penn Action folder `root` (empty list: valid), in a stable order."""
+    root = Path(root)
+    if not root.is_dir():
+        return [Problem(str(root), "dataset folder not found")]
+    labels_dir, frames_dir = root / "labels", root / "frames"
+    problems: list[Problem] = []
+    if not labels_dir.is_dir():
+        problems.append(Problem(str(labels_dir), "missing labels/ folder; nothing else can be checked"))
+        return problems
+    has_frames = frames_dir.is_dir()
+    if not has_frames:
+        problems.append(Problem(str(frames_dir), "missing frames/ folder (labels-only copy): frame checks skipped"))
+
+    label_names = sorted(p.stem for p in labels_dir.glob("*.mat") if _visible(p))
+    if not label_names:
+        problems.append(Problem(str(labels_dir), "no .mat label files"))
+    folders = sorted(p.name for p in frames_dir.iterdir() if p.is_dir() and _visible(p)) if has_frames else []
+
+    for name in label_names:
+        path = labels_dir / f"{name}.mat"
+        seq: PennSequence | None
+        try:
+            seq = read_label(path)
+        except UserError as e:
+            problems.append(Problem(str(path), e.problem))
+            seq = None
+        if has_frames:
+            problems.extend(_check_frames(frames_dir / name, seq, read_images))
+    for name in sorted(set(folders) - set(label_names)):
+        problems.append(Problem(str(frames_dir / name), f"frame folder has no label labels/{name}.mat"))
+    return problems
+
+
+def _check_frames(folder: Path, seq: PennSequence | None, read_images: bool) -> list[Problem]:
+    if not folder.is_dir():
+        return [Problem(str(folder), "label has no frame folder")]
+    present = {p.name for p in folder.iterdir() if _FRAME.match(p.name)}
+    if not present:
+        return [Problem(str(folder), "frame folder holds no NNNNNN.jpg frames")]
+    out: list[Problem] = []
+    if seq is not None:
+        if len(present) != seq.nframes:
+            out.append(Problem(str(folder), f"holds {len(present)} frames but the label says nframes={seq.nframes}"))
+        missing = [frame_name(i) for i in range(seq.nframes) if frame_name(i) not in present]
+        if missing:
+            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            out.append(Problem(str(folder), f"missing frame file(s) {shown} ({len(missing)} in all)"))
+    first_checked = False
+    for fname in sorted(present) if read_images else sorted(present)[:1]:
+        img = cv2.imread(str(folder / fname), cv2.IMREAD_COLOR)
+        if img is None:
+            out.append(Problem(str(folder / fname), "unreadable image file"))
+            continue
+        if not first_checked and seq is not None:
+            first_checked = True
+            if img.shape[:2] != (seq.height, seq.width):
+                out.append(Problem(
+                    str(folder / fname),
+                    f"image is {img.shape[1]}x{img.shape[0]} (WxH) but the label's dimensions say "
+                    f"{seq.width}x{seq.height}",
+                ))
+    return out

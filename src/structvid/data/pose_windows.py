@@ -1,0 +1,275 @@
+"""Training windows for the pose LSTM (G_C for bodies, §4 Eq. 3-5) and the pose normalisation.
+
+A window is T_obs observed poses followed by K future poses of one Penn Action sequence (§7.1: observe 10,
+predict 32). This module is the one place that defines how poses are normalised for the LSTM and how
+invisible observed joints are filled; `structvid.models.pose_lstm.pose_lstm_predictor` reuses it at
+inference so that training and evaluation see identical inputs.
+
+Normalisation (the paper is silent; we use a per-window, bounding-box-centric one that needs nothing but
+the observed poses, so a predictor can apply it at test time without labels):
+
+* reference box = union box of the VISIBLE joints over the observed frames (`pose_box`);
+* centre = centre of that box, scale = its longer side (at least 1 pixel);
+* coords = (pixels - centre) / scale, exactly inverted by `denormalize` (pixels = coords * scale + centre).
+
+Typical use with a `PoseExperimentConfig` ``cfg``::
+
+    ds = PennActionDataset(cfg.data.root, actions=cfg.data.actions or PAPER_ACTIONS, split=cfg.data.split)
+    train, val = split_sequences(ds.names, cfg.data.val_fraction, cfg.train.seed)
+    windows = PoseWindows.from_dataset(ds, train, observed=cfg.model.observed, horizon=cfg.model.horizon,
+                                       stride=cfg.data.stride)
+    batch = next(iter(DataLoader(windows, batch_size=cfg.train.batch_size, shuffle=True)))
+    loss = pose_loss(model(batch["observed"], cfg.model.horizon), batch["target"], batch["visible"])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from structvid.errors import UserError
+
+if TYPE_CHECKING:
+    from structvid.data.penn_action import PennActionDataset, PennSequence
+
+__all__ = [
+    "PoseNorm",
+    "pose_box",
+    "normalization",
+    "normalize_poses",
+    "denormalize",
+    "fill_invisible",
+    "check_joints",
+    "PoseWindows",
+    "split_sequences",
+    "select_actions",
+]
+
+MIN_SCALE = 1.0  # pixels; guards a degenerate (single-point) reference box
+
+
+# ---------------------------------------------------------------- validation
+
+
+def check_joints(joints: Any, num_joints: int | None = None, min_frames: int = 1, source: str | None = None) -> np.ndarray:
+    """Validate a (..., T, J, 3) [x, y, visibility] joint array; raise UserError naming `source` if bad.
+
+    Visible joints must have finite coordinates; invisible ones may hold anything (Penn Action allows it,
+    see `structvid.data.penn_action.read_label`), consumers never use their stored values unchecked.
+    """
+    arr = np.asarray(joints)
+    if arr.ndim < 3 or arr.shape[-1] != 3:
+        raise UserError(f"joints must have shape (..., T, J, 3) [x, y, visibility], got {arr.shape}", source)
+    if num_joints is not None and arr.shape[-2] != num_joints:
+        raise UserError(f"expected {num_joints} joints per pose, got {arr.shape[-2]}", source)
+    if arr.shape[-3] < min_frames:
+        raise UserError(f"need at least {min_frames} poses, got {arr.shape[-3]}", source)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise UserError(f"joints must be numeric, got {arr.dtype}", source)
+    vis = arr[..., 2]
+    if not np.isfinite(vis).all():
+        raise UserError("joint visibility contains NaN or infinite values", source)
+    bad = (vis > 0) & ~np.isfinite(arr[..., :2]).all(-1)
+    if bad.any():
+        raise UserError(f"{int(bad.sum())} visible joint(s) have NaN or infinite coordinates", source)
+    return arr
+
+
+# ---------------------------------------------------------------- normalisation
+
+
+@dataclass(frozen=True)
+class PoseNorm:
+    """Per-window normalisation: `center` (..., 2) and `scale` (...,) in pixels, batch dims leading."""
+
+    center: np.ndarray
+    scale: np.ndarray
+
+    def apply(self, xy: np.ndarray) -> np.ndarray:
+        """Pixels (..., T, J, 2) -> normalised coords."""
+        return (np.asarray(xy, np.float64) - self.center[..., None, None, :]) / self.scale[..., None, None, None]
+
+    def invert(self, coords: np.ndarray) -> np.ndarray:
+        """Normalised coords (..., T, J, 2) -> pixels (float64)."""
+        return np.asarray(coords, np.float64) * self.scale[..., None, None, None] + self.center[..., None, None, :]
+
+
+def pose_box(joints: np.ndarray) -> np.ndarray:
+    """Union box (..., 4) [x1, y1, x2, y2] of the visible joints of (..., T, J, 3) over all frames.
+
+    Where no joint is visible in any frame, all joints with finite coordinates are used (Penn Action
+    stores coordinates for invisible joints too).
+    """
+    joints = np.asarray(joints, np.float64)
+    xy = joints[..., :2].reshape(*joints.shape[:-3], -1, 2)
+    finite = np.isfinite(xy).all(-1)
+    vis = (joints[..., 2] > 0).reshape(*joints.shape[:-3], -1) & finite
+    vis = np.where(vis.any(-1, keepdims=True), vis, finite)
+    lo = np.where(vis[..., None], xy, np.inf).min(-2)
+    hi = np.where(vis[..., None], xy, -np.inf).max(-2)
+    return np.concatenate([lo, hi], -1)
+
+
+def normalization(ref_bbox: np.ndarray) -> PoseNorm:
+    """PoseNorm of reference boxes (..., 4): centre of the box, scale = its longer side (>= 1 px)."""
+    b = np.asarray(ref_bbox, np.float64)
+    center = np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2], -1)
+    scale = np.maximum(np.maximum(b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]), MIN_SCALE)
+    return PoseNorm(center, scale)
+
+
+def normalize_poses(joints: np.ndarray, ref_bbox: np.ndarray | None = None) -> tuple[np.ndarray, PoseNorm]:
+    """(..., T, J, 3) pixel joints -> ((..., T, J, 2) float64 normalised coords, PoseNorm).
+
+    `ref_bbox` (..., 4) defaults to `pose_box(joints)`. Invisible joints are normalised as stored; use
+    `fill_invisible` first to replace them. `denormalize(coords, norm)` inverts this exactly.
+    """
+    joints = np.asarray(joints, np.float64)
+    norm = normalization(pose_box(joints) if ref_bbox is None else ref_bbox)
+    return norm.apply(joints[..., :2]), norm
+
+
+def denormalize(coords: np.ndarray | torch.Tensor, norm: PoseNorm) -> np.ndarray:
+    """Normalised coords (..., K, J, 2) -> pixels (float64), the inverse of `normalize_poses`."""
+    if isinstance(coords, torch.Tensor):
+        coords = coords.detach().double().cpu().numpy()
+    return norm.invert(coords)
+
+
+def fill_invisible(joints: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
+    """(..., T, J, 3) -> (..., T, J, 2): each invisible joint takes its last visible position.
+
+    The paper does not say how invisible joints are fed to the LSTM. We carry the last visible position
+    forward in time (causal: never uses a later frame), except before a joint's first visible frame, where
+    that first visible position is used. A joint invisible in every frame gets `fallback` (..., 2)
+    (default: the centre of `pose_box(joints)`).
+    """
+    joints = np.asarray(joints, np.float64)
+    xy, vis = joints[..., :2], joints[..., 2] > 0
+    t = np.arange(vis.shape[-2])[:, None]
+    last = np.maximum.accumulate(np.where(vis, t, -1), axis=-2)  # (..., T, J)
+    first = np.where(vis.any(-2), vis.argmax(-2), -1)[..., None, :]  # (..., 1, J)
+    src = np.where(last >= 0, last, first)
+    filled = np.take_along_axis(xy, np.clip(src, 0, None)[..., None].repeat(2, -1), axis=-3)
+    if fallback is None:
+        b = pose_box(joints)
+        fallback = np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2], -1)
+    return np.where((src < 0)[..., None], np.asarray(fallback)[..., None, None, :], filled)
+
+
+# ---------------------------------------------------------------- windows
+
+
+class PoseWindows(Dataset):
+    """Windows of `observed` + `horizon` consecutive poses, one starting every `stride` frames.
+
+    Each item is a dict of tensors:
+
+    * ``observed`` (T_obs, J, 2) float32 normalised coords, invisible joints filled by `fill_invisible`;
+    * ``target`` (K, J, 2) float32 normalised with the same PoseNorm (invisible joints as stored, or 0
+      where the stored value is not finite);
+    * ``visible`` (K, J) bool: the joints Eq. 5 is computed over (see `structvid.losses.pose.pose_loss`);
+    * ``observed_visible`` (T_obs, J) bool;
+    * ``center`` (2,) and ``scale`` () float64: the PoseNorm, for `denormalize`.
+
+    Sequences shorter than `observed + horizon` frames give no window; their names are listed in
+    ``.skipped`` (in input order) so callers can report how many were dropped. A sequence with NaN or
+    malformed joints raises UserError naming it.
+    """
+
+    def __init__(
+        self,
+        sequences: Iterable["PennSequence"],
+        observed: int = 10,
+        horizon: int = 32,
+        stride: int = 1,
+        num_joints: int = 13,
+    ) -> None:
+        if observed < 1 or horizon < 1 or stride < 1:
+            raise ValueError(f"observed, horizon and stride must be >= 1, got {observed}, {horizon}, {stride}")
+        self.observed, self.horizon, self.stride = observed, horizon, stride
+        self.names: list[str] = []
+        self.skipped: list[str] = []
+        self._joints: list[np.ndarray] = []
+        self._index: list[tuple[int, int]] = []
+        span = observed + horizon
+        for seq in sequences:
+            joints = check_joints(seq.joints, num_joints, source=seq.name).astype(np.float32)
+            if len(joints) < span:
+                self.skipped.append(seq.name)
+                continue
+            i = len(self._joints)
+            self.names.append(seq.name)
+            self._joints.append(joints)
+            self._index.extend((i, s) for s in range(0, len(joints) - span + 1, stride))
+
+    @classmethod
+    def from_dataset(
+        cls, dataset: "PennActionDataset", names: Sequence[str] | None = None, **kwargs: int
+    ) -> "PoseWindows":
+        """Windows over `names` (default: all) of a PennActionDataset; kwargs as for the constructor."""
+        return cls((dataset.label(n) for n in (dataset.names if names is None else names)), **kwargs)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        i, start = self._index[index]
+        window = self._joints[i][start : start + self.observed + self.horizon].astype(np.float64)
+        obs, fut = window[: self.observed], window[self.observed :]
+        norm = normalization(pose_box(obs))
+        observed = norm.apply(fill_invisible(obs, norm.center))
+        target = np.nan_to_num(norm.apply(fut[..., :2]), nan=0.0, posinf=0.0, neginf=0.0)  # invisible only
+        return {
+            "observed": torch.from_numpy(observed.astype(np.float32)),
+            "target": torch.from_numpy(target.astype(np.float32)),
+            "visible": torch.from_numpy(fut[..., 2] > 0),
+            "observed_visible": torch.from_numpy(obs[..., 2] > 0),
+            "center": torch.from_numpy(norm.center),
+            "scale": torch.tensor(float(norm.scale)),
+        }
+
+
+# ---------------------------------------------------------------- splits
+
+
+def split_sequences(names: Iterable[str], val_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Deterministic held-out split -> (train, val), both sorted.
+
+    The names are sorted, shuffled with `numpy.random.default_rng(seed)`, and round(val_fraction * n)
+    of them (at least one when val_fraction > 0 and n >= 2) go to val. The result depends only on the
+    set of names, the fraction and the seed.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise UserError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    pool = sorted(set(names))
+    n_val = round(val_fraction * len(pool))
+    if val_fraction > 0 and n_val == 0 and len(pool) >= 2:
+        n_val = 1
+    order = np.random.default_rng(seed).permutation(len(pool))
+    val = {pool[i] for i in order[:n_val]}
+    return [n for n in pool if n not in val], sorted(val)
+
+
+def select_actions(
+    data: "PennActionDataset | Iterable[PennSequence]", actions: Sequence[str] | None = None
+) -> list[Any]:
+    """Keep only sequences of `actions` (default/empty: the paper's 8, §7.1).
+
+    `data` is a PennActionDataset (returns the matching names) or an iterable of PennSequence (returns the
+    matching sequences). An unknown action name raises UserError.
+    """
+    from structvid.data.skeleton import PAPER_ACTIONS, PENN_ACTIONS
+
+    wanted = list(actions) if actions else list(PAPER_ACTIONS)
+    unknown = sorted(set(wanted) - set(PENN_ACTIONS))
+    if unknown:
+        raise UserError(f"unknown Penn Action action(s) {unknown}; known: {list(PENN_ACTIONS)}")
+    keep = set(wanted)
+    if hasattr(data, "label") and hasattr(data, "names"):
+        return [n for n in data.names if data.label(n).action in keep]  # type: ignore[union-attr]
+    return [s for s in data if s.action in keep]

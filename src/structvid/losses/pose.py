@@ -1,0 +1,27 @@
+"""Pose-forecasting loss of the LSTM pose predictor (§4, Eq. 5)."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["pose_loss"]
+
+
+def pose_loss(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Eq. 5: mean over visible (sample, step, joint) triples of the squared L2 joint error.
+
+    ``pred``/``target`` are (N, K, J, 2), ``visible`` (N, K, J) bool. Eq. 5 averages
+    ||y^l_{t+k} - x^l_{t+k}||² over all K·L joints; Penn Action marks occluded/out-of-frame joints
+    invisible and their stored positions are unreliable, so only visible joints are counted (their
+    error is summed and divided by the number of visible joints in the whole batch). Invisible joints
+    contribute nothing, not even to the gradient; a batch with no visible joint gives 0 (no NaN).
+    """
+    if pred.shape != target.shape or pred.ndim != 4 or pred.shape[-1] != 2:
+        raise ValueError(f"pred and target must both be (N, K, J, 2), got {tuple(pred.shape)} and {tuple(target.shape)}")
+    if visible.shape != pred.shape[:-1]:
+        raise ValueError(f"visible must be {tuple(pred.shape[:-1])}, got {tuple(visible.shape)}")
+    mask = visible.to(torch.bool)
+    # where() on the difference (not a product, nor after squaring) so that NaN/inf stored at invisible
+    # joints reaches neither the value nor the gradient
+    diff = torch.where(mask[..., None], pred - target, torch.zeros((), dtype=pred.dtype, device=pred.device))
+    return diff.pow(2).sum() / mask.sum().clamp(min=1)

@@ -1,0 +1,106 @@
+"""Sequence-to-sequence pose LSTM: the motion condition generator G_C for human bodies (§4, Eq. 3-5).
+
+Following Villegas et al. (2017b) the pose of a frame is its J joints' 2D coordinates, flattened to a
+2J vector (normalised per window, see `structvid.data.pose_windows`).
+
+* Encoder (Eq. 3): a `num_layers`-deep LSTM reads the T_obs observed poses x_1..x_T.
+* Decoder: a second LSTM of the same shape, started from the encoder's final (h, c), is unrolled for K
+  steps; any K works at inference. Its input at each step is its own previous prediction
+  (autoregressive; the first step gets the last observed pose x_T). The paper does not say whether the
+  decoder is teacher-forced; feeding predictions makes training and inference identical.
+* Output (Eq. 4): y = f(wᵀh), w a learnable linear map (with bias) from the top hidden state to 2J
+  coordinates, f the identity (normalised coordinates are unbounded; the paper leaves f open).
+  With ``cfg.residual`` (our choice where the paper is silent) the projection is a displacement added
+  to the previous pose, y_k = y_{k-1} + wᵀh_k, so an untrained model starts as the zero-velocity baseline.
+
+A training step is ``pose_loss(model(batch["observed"], K), batch["target"], batch["visible"])``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from structvid.config import PoseLSTMConfig
+from structvid.data.pose_windows import check_joints, fill_invisible, normalization, pose_box
+from structvid.errors import UserError
+
+__all__ = ["PoseLSTM", "pose_lstm_predictor"]
+
+
+class PoseLSTM(nn.Module):
+    """G_C for bodies: ``forward(observed (N, T_obs, J, 2), horizon K) -> (N, K, J, 2)``, all normalised."""
+
+    def __init__(self, cfg: PoseLSTMConfig) -> None:
+        super().__init__()
+        if cfg.num_joints < 1 or cfg.hidden_size < 1 or cfg.num_layers < 1 or cfg.observed < 1:
+            raise UserError(f"invalid pose LSTM config {cfg}")
+        self.config = cfg
+        dim = 2 * cfg.num_joints
+        self.encoder = nn.LSTM(dim, cfg.hidden_size, cfg.num_layers, batch_first=True)  # Eq. 3
+        self.decoder = nn.LSTM(dim, cfg.hidden_size, cfg.num_layers, batch_first=True)
+        self.project = nn.Linear(cfg.hidden_size, dim)  # w of Eq. 4
+        if cfg.residual:  # start from zero displacement: an untrained model is the zero-velocity baseline
+            nn.init.zeros_(self.project.weight)
+            nn.init.zeros_(self.project.bias)
+
+    def forward(self, observed: torch.Tensor, horizon: int) -> torch.Tensor:
+        """Predict `horizon` future poses from (N, T, J, 2) observed ones (the last T_obs are used).
+
+        Fewer than T_obs observed poses, a wrong joint count or NaN/inf inputs raise UserError.
+        """
+        cfg = self.config
+        if observed.ndim != 4 or observed.shape[-1] != 2:
+            raise UserError(f"observed poses must have shape (N, T, J, 2), got {tuple(observed.shape)}")
+        n, t, j, _ = observed.shape
+        if j != cfg.num_joints:
+            raise UserError(f"expected {cfg.num_joints} joints per pose, got {j}")
+        if t < cfg.observed:
+            raise UserError(f"the pose LSTM observes {cfg.observed} poses, got {t}")
+        if horizon < 1:
+            raise UserError(f"horizon must be >= 1, got {horizon}")
+        if not torch.isfinite(observed).all():
+            raise UserError("observed poses contain NaN or infinite values")
+        x = observed[:, -cfg.observed :].reshape(n, cfg.observed, 2 * j)
+        _, state = self.encoder(x)
+        prev, out = x[:, -1], []
+        for _ in range(horizon):
+            h, state = self.decoder(prev[:, None], state)
+            y = self.project(h[:, 0])  # Eq. 4, f = identity
+            prev = prev + y if cfg.residual else y
+            out.append(prev)
+        return torch.stack(out, 1).reshape(n, horizon, j, 2)
+
+
+def pose_lstm_predictor(
+    model: PoseLSTM, device: str | torch.device | None = None, batch_size: int = 256
+) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Wrap `model` as a pixel-space predictor for `structvid.metrics.pose.evaluate_pose_protocol`.
+
+    The returned callable maps observed (N, T_obs, J, 3) [x, y, vis] pixels and K to (N, K, J, 2)
+    pixels, applying exactly the training-time preparation of `PoseWindows` (fill invisible joints,
+    normalise by the observed poses' box) and its inverse. Runs in eval mode without gradients.
+    """
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+
+    def predict(observed: np.ndarray, horizon: int) -> np.ndarray:
+        obs = check_joints(observed, model.config.num_joints, model.config.observed).astype(np.float64)
+        norm = normalization(pose_box(obs))
+        coords = norm.apply(fill_invisible(obs, norm.center))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = [
+                    model(torch.from_numpy(c).float().to(dev), horizon).double().cpu().numpy()
+                    for c in np.array_split(coords, max(1, -(-len(coords) // batch_size)))
+                    if len(c)
+                ]
+        finally:
+            model.train(was_training)
+        return norm.invert(np.concatenate(out))
+
+    return predict

@@ -1,0 +1,256 @@
+"""Pose LSTM (G_C for bodies, §4 Eq. 3-5), its loss, the training windows and the pose normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from structvid.config import PoseLSTMConfig
+from structvid.data.penn_action import PennActionDataset, PennSequence
+from structvid.data.pose_windows import (
+    PoseWindows,
+    denormalize,
+    fill_invisible,
+    normalize_poses,
+    pose_box,
+    select_actions,
+    split_sequences,
+)
+from structvid.errors import UserError
+from structvid.losses.pose import pose_loss
+from structvid.metrics.pose import zero_velocity
+from structvid.models.pose_lstm import PoseLSTM, pose_lstm_predictor
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # small LSTMs run far faster single-threaded, and the test machine may be shared
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_seq(name: str, T: int, rng: np.random.Generator, action: str = "golf_swing", p_invisible: float = 0.1) -> PennSequence:
+    t = np.arange(T)[:, None]
+    base, phase = rng.uniform(50, 150, (1, 13)), rng.uniform(0, 2 * np.pi, (1, 13))
+    x = base + 20 * np.sin(0.3 * t + phase)
+    y = base[:, ::-1] + 20 * np.cos(0.3 * t + phase)
+    vis = (rng.random((T, 13)) >= p_invisible).astype(np.uint8)
+    bbox = np.tile([0.0, 0.0, 200.0, 200.0], (T, 1))
+    return PennSequence(name, action, "front", x, y, vis, bbox, (200, 200, T), 1)
+
+
+# ---------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("horizon", [1, 32, 128])
+def test_shapes_any_horizon(horizon: int) -> None:
+    torch.manual_seed(0)
+    model = PoseLSTM(PoseLSTMConfig(hidden_size=128, residual=False))
+    out = model(torch.randn(2, 10, 13, 2), horizon)
+    assert out.shape == (2, horizon, 13, 2)
+    assert torch.isfinite(out).all()
+
+
+def test_default_config_is_the_papers_size() -> None:
+    model = PoseLSTM(PoseLSTMConfig())  # Villegas et al. 2017b: 1024 units; 2 layers
+    assert model.config.hidden_size == 1024 and model.encoder.num_layers == 2
+    assert model(torch.randn(1, 10, 13, 2), 2).shape == (1, 2, 13, 2)
+
+
+def test_uses_last_t_obs_and_untrained_residual_is_zero_velocity() -> None:
+    model = PoseLSTM(PoseLSTMConfig(hidden_size=16, num_layers=1))
+    obs = torch.randn(3, 14, 13, 2)
+    out = model(obs, 5)
+    assert torch.equal(out, obs[:, -1:].expand(-1, 5, -1, -1))
+    # only the last T_obs = 10 poses matter
+    obs2 = obs.clone()
+    obs2[:, :4] = 99.0
+    assert torch.equal(model(obs2, 5), out)
+
+
+def test_non_residual_decoder_is_autoregressive() -> None:
+    torch.manual_seed(0)
+    model = PoseLSTM(PoseLSTMConfig(hidden_size=16, num_layers=2, residual=False))
+    obs = torch.randn(2, 10, 13, 2)
+    long, short = model(obs, 12), model(obs, 4)
+    assert torch.allclose(long[:, :4], short, atol=1e-6)  # a prefix does not depend on the horizon
+
+
+@pytest.mark.parametrize(
+    "observed, match",
+    [
+        (torch.randn(2, 9, 13, 2), "observes 10"),  # fewer than T_obs
+        (torch.randn(2, 10, 14, 2), "13 joints"),  # wrong joint count
+        (torch.full((1, 10, 13, 2), float("nan")), "NaN"),
+        (torch.randn(2, 10, 13, 3), "shape"),
+    ],
+)
+def test_bad_inputs_raise_user_error(observed: torch.Tensor, match: str) -> None:
+    model = PoseLSTM(PoseLSTMConfig(hidden_size=8, num_layers=1))
+    with pytest.raises(UserError, match=match):
+        model(observed, 4)
+
+
+def test_small_lstm_overfits_a_handful_of_sequences() -> None:
+    """hidden 64: Eq. 5 on 16 windows of 4 sequences falls at least 20x in 40 Adam steps."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    ds = PoseWindows([make_seq(f"{i:04d}", 30, rng) for i in range(4)], observed=10, horizon=8, stride=4)
+    assert len(ds) == 16
+    batch = {k: torch.stack([ds[i][k] for i in range(len(ds))]) for k in ds[0]}
+    model = PoseLSTM(PoseLSTMConfig(hidden_size=64, num_layers=1, observed=10, horizon=8))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(40):
+        loss = pose_loss(model(batch["observed"], 8), batch["target"], batch["visible"])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] / 20, losses[::10]
+
+
+# ---------------------------------------------------------------- loss (Eq. 5)
+
+
+def test_loss_hand_computed_and_ignores_invisible() -> None:
+    pred = torch.zeros(1, 2, 2, 2)
+    target = torch.tensor([[[[3.0, 4.0], [1.0, 0.0]], [[0.0, 2.0], [100.0, 100.0]]]])
+    visible = torch.tensor([[[True, True], [True, False]]])
+    # visible squared errors: 25, 1, 4 -> mean 10
+    assert pose_loss(pred, target, visible).item() == pytest.approx(10.0)
+    target2 = target.clone()
+    target2[0, 1, 1] = torch.tensor([-7.0, float("nan")])  # change the invisible joint
+    pred.requires_grad_(True)
+    loss = pose_loss(pred, target2, visible)
+    loss.backward()
+    assert loss.item() == pytest.approx(10.0)
+    assert torch.isfinite(pred.grad).all() and pred.grad[0, 1, 1].abs().sum() == 0
+
+
+def test_loss_all_invisible_is_zero() -> None:
+    pred = torch.randn(2, 3, 13, 2, requires_grad=True)
+    loss = pose_loss(pred, torch.randn(2, 3, 13, 2), torch.zeros(2, 3, 13, dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(pred.grad).all()
+
+
+def test_loss_shape_mismatch() -> None:
+    with pytest.raises(ValueError):
+        pose_loss(torch.zeros(1, 2, 13, 2), torch.zeros(1, 3, 13, 2), torch.ones(1, 2, 13, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------- normalisation, filling
+
+
+def test_normalisation_round_trip() -> None:
+    rng = np.random.default_rng(1)
+    joints = np.concatenate([rng.uniform(0, 640, (7, 13, 2)), (rng.random((7, 13, 1)) > 0.3)], -1)
+    coords, norm = normalize_poses(joints)
+    np.testing.assert_allclose(denormalize(coords, norm), joints[..., :2], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(denormalize(torch.from_numpy(coords), norm), joints[..., :2], atol=1e-9)
+    # the visible joints span [-0.5, 0.5] along the box's longer side
+    vis = joints[..., 2] > 0
+    assert np.abs(coords[vis]).max() == pytest.approx(0.5)
+    # batched and explicit reference boxes
+    batch = np.stack([joints, joints * 2])
+    c2, n2 = normalize_poses(batch, pose_box(batch))
+    np.testing.assert_allclose(c2[0], c2[1], atol=1e-12)
+    np.testing.assert_allclose(n2.invert(c2), batch[..., :2], atol=1e-9)
+
+
+def test_fill_invisible_carries_last_visible() -> None:
+    j = np.zeros((4, 2, 3))
+    j[:, 0, :2] = [[0, 0], [1, 1], [2, 2], [3, 3]]
+    j[:, 0, 2] = [0, 1, 0, 0]  # first visible at t=1: back-filled before, carried after
+    j[:, 1, :2] = 5.0
+    j[:, 1, 2] = 0  # never visible: fallback
+    out = fill_invisible(j, fallback=np.array([9.0, 9.0]))
+    np.testing.assert_array_equal(out[:, 0], [[1, 1], [1, 1], [1, 1], [1, 1]])
+    np.testing.assert_array_equal(out[:, 1], np.full((4, 2), 9.0))
+
+
+# ---------------------------------------------------------------- windows, splits
+
+
+def test_windows_items_and_skipped() -> None:
+    rng = np.random.default_rng(2)
+    seqs = [make_seq("a", 50, rng), make_seq("short", 41, rng), make_seq("b", 42, rng)]
+    ds = PoseWindows(seqs, observed=10, horizon=32, stride=4)
+    assert ds.skipped == ["short"] and ds.names == ["a", "b"]
+    assert len(ds) == len(range(0, 50 - 42 + 1, 4)) + 1
+    item = ds[0]
+    assert item["observed"].shape == (10, 13, 2) and item["observed"].dtype == torch.float32
+    assert item["target"].shape == (32, 13, 2) and item["visible"].shape == (32, 13)
+    assert item["visible"].dtype == torch.bool and item["observed_visible"].shape == (10, 13)
+    # the target denormalises back to the label's pixels at visible joints
+    from structvid.data.pose_windows import PoseNorm
+
+    norm = PoseNorm(item["center"].numpy(), item["scale"].numpy())
+    px = denormalize(item["target"][None], norm)[0]
+    truth = seqs[0].joints[10:42, :, :2]
+    np.testing.assert_allclose(px, truth, atol=1e-3)
+    # observed invisible joints carry the last visible position
+    obs_vis = item["observed_visible"].numpy()
+    obs = item["observed"].numpy()
+    t, j = np.argwhere(~obs_vis[1:])[0] + [1, 0]
+    if obs_vis[:t, j].any():
+        last = np.flatnonzero(obs_vis[:t, j])[-1]
+        np.testing.assert_array_equal(obs[t, j], obs[last, j])
+
+
+def test_windows_bad_joints_raise() -> None:
+    rng = np.random.default_rng(3)
+    seq = make_seq("nan", 50, rng, p_invisible=0.0)
+    seq.x[3, 2] = np.nan
+    with pytest.raises(UserError, match="nan"):
+        PoseWindows([seq])
+
+    class Bad:  # anything with name / action / joints works
+        name, action, joints = "bad", "golf_swing", np.zeros((50, 14, 3), np.float32)
+
+    with pytest.raises(UserError, match="13 joints") as e:
+        PoseWindows([Bad()])
+    assert e.value.path == "bad"
+
+
+def test_split_is_deterministic_and_disjoint() -> None:
+    names = [f"{i:04d}" for i in range(100)]
+    train, val = split_sequences(names, 0.1, seed=0)
+    assert len(val) == 10 and len(train) == 90 and not set(train) & set(val)
+    assert (train, val) == split_sequences(list(reversed(names)), 0.1, seed=0)
+    assert val != split_sequences(names, 0.1, seed=1)[1]
+    assert split_sequences(names[:3], 0.1)[1] != []  # at least one held out
+    assert split_sequences(names, 0.0) == (names, [])
+    with pytest.raises(UserError):
+        split_sequences(names, 1.0)
+
+
+def test_select_actions_and_from_dataset(shared_data) -> None:
+    rng = np.random.default_rng(4)
+    seqs = [make_seq("g", 45, rng, "golf_swing"), make_seq("b", 45, rng, "bowl")]
+    assert [s.name for s in select_actions(seqs)] == ["g"]
+    assert [s.name for s in select_actions(seqs, ["bowl"])] == ["b"]
+    with pytest.raises(UserError, match="unknown"):
+        select_actions(seqs, ["cartwheel"])
+    ds = PennActionDataset(shared_data / "penn_action", actions=["jump_rope"])
+    assert select_actions(ds) == ds.names
+    windows = PoseWindows.from_dataset(ds, ds.names[:3], observed=10, horizon=32, stride=8)
+    assert len(windows.names) + len(windows.skipped) == 3 and len(windows) > 0
+
+
+def test_pixel_predictor_matches_training_preparation() -> None:
+    rng = np.random.default_rng(5)
+    seqs = [make_seq(f"{i}", 42, rng) for i in range(3)]
+    obs = np.stack([s.joints[:10] for s in seqs])
+    model = PoseLSTM(PoseLSTMConfig(hidden_size=16, num_layers=1))
+    pred = pose_lstm_predictor(model, batch_size=2)(obs, 7)
+    assert pred.shape == (3, 7, 13, 2)
+    # untrained residual model = last observed pose, with invisible joints filled by their last visible spot
+    expected = zero_velocity(fill_invisible(obs), 7)
+    np.testing.assert_allclose(pred, expected, atol=1e-3)
+    with pytest.raises(UserError, match="at least 10"):
+        pose_lstm_predictor(model)(obs[:, :5], 7)
