@@ -121,7 +121,8 @@ class ClipSampler:
         def maps(j: np.ndarray) -> Tensor:  # (N, J, 3) -> (N, J, S, S)
             return self.structure.render(torch.from_numpy(j), size, size)
 
-        return {"image_t": images(img_t), "motion_t": maps(j_t), "image_tk": images(img_tk), "motion_tk": maps(j_tk)}
+        return {"image_t": images(img_t), "motion_t": maps(j_t), "image_tk": images(img_tk), "motion_tk": maps(j_tk),
+                "joints_t": torch.from_numpy(j_t), "joints_tk": torch.from_numpy(j_tk)}  # (N, J, 3) output pixels
 
 
 class ForecastBatches(torch.utils.data.Dataset):
