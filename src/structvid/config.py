@@ -71,6 +71,10 @@ class LossConfig:
     sparsity: float = 1.0  # Eq. 11, L1 on the mask m
     gen: float = 1.0  # Eq. 12, -D_I([Ĩ, M])
     gp_lambda: float = 10.0  # Eq. 13, λ
+    # §7.3, Eq. 21: feature similarity loss added to Eq. 9 (pose tasks only, hence off by default).
+    feat: float = 0.0  # weight of ℓ_feat; > 0 needs feat_vgg_weights
+    feat_vgg_weights: str = ""  # torchvision ImageNet VGG16 state dict (vgg16-397923af.pth or .safetensors)
+    feat_crop: int = 224  # side of the person crop fed to VGG16 (§7.3: 224)
 
 
 @dataclass

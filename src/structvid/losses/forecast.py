@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from structvid.config import LossConfig
+from structvid.losses.features import FeatureLoss, build_feature_loss
 from structvid.losses.phases import Phase, unwrap
 from structvid.losses.wgan_gp import (
     critic_loss,
@@ -23,13 +24,19 @@ class ForecastLoss:
     """Eq. 9 for G_M and Eq. 13-14 for the conditional image critic D_I.
 
     The training loop only schedules `phases` and steps optimizers; everything about what a phase
-    computes lives here. Batches hold image_t, motion_t, image_tk, motion_tk (N, C, H, W), images in [-1, 1].
+    computes lives here. Batches hold image_t, motion_t, image_tk, motion_tk (N, C, H, W), images in [-1, 1],
+    and (for the §7.3 feature loss) joints_tk (N, J, 3) [x, y, visibility] in pixels.
+
+    `features` is ℓ_feat of Eq. 21 (§7.3); when None and `weights.feat > 0` it is built from `weights`
+    (`build_feature_loss`), so pass one explicitly only to add extractors (e.g. an hourglass as C_2).
     """
 
-    def __init__(self, generator: nn.Module, critic: nn.Module, weights: LossConfig, critic_steps: int = 5) -> None:
+    def __init__(self, generator: nn.Module, critic: nn.Module, weights: LossConfig, critic_steps: int = 5,
+                 features: FeatureLoss | None = None) -> None:
         self.generator = generator
         self.critic = critic
         self.w = weights
+        self.features = features if features is not None else build_feature_loss(weights)
         # With ℓ_gen switched off (weight 0) the critic has no influence, so its phase is skipped.
         adversarial = weights.gen > 0
         self.phases: tuple[Phase, ...] = (
@@ -64,7 +71,8 @@ class ForecastLoss:
         return loss, {"critic/loss": loss.item(), "critic/gp": gp.item(), "critic/wasserstein": wdist.item()}
 
     def generator_phase(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
-        """Eq. 9: ℓ_rec (Eq. 10) + ℓ_r (Eq. 11) + ℓ_gen (Eq. 12), each with its configured weight.
+        """Eq. 9: ℓ_rec (Eq. 10) + ℓ_r (Eq. 11) + ℓ_gen (Eq. 12), each with its configured weight, plus
+        ℓ_feat (Eq. 21, §7.3) when `weights.feat > 0`.
 
         The L1 norms are averaged per element (not summed) so that weights do not depend on resolution.
         """
@@ -81,5 +89,10 @@ class ForecastLoss:
             gen = generator_adversarial_loss(unwrap(self.critic)(out.frame, batch["motion_tk"]).float())
             loss = loss + self.w.gen * gen
             stats["generator/adv"] = gen.item()
+        if self.features is not None and self.w.feat > 0:
+            # §7.3: person crops from the ground-truth joints of frame t+k, for both I_{t+k} and Ĩ_{t+k}.
+            feat = self.features(batch["image_tk"], out.frame, batch["joints_tk"])
+            loss = loss + self.w.feat * feat
+            stats["generator/feat"] = feat.item()
         stats["generator/loss"] = loss.item()
         return loss, stats
