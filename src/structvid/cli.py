@@ -68,13 +68,48 @@ def train_forecast(config_path, run_dir, data_root, resume, device, precision, d
     click.echo(json.dumps({"step": result.step, "checkpoint": str(result.checkpoint), **result.stats}))
 
 
+@train.command("poses")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Pose experiment YAML.")
+@click.option("--out", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder.")
+@click.option("--data", "data_root", help="Folder holding labels/NNNN.mat; overrides data.root.")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint.")
+@click.option("--device", help="auto | cpu | cuda | cuda:N | mps (overrides train.device).")
+@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.argument("overrides", nargs=-1)
+def train_poses_cmd(config_path, run_dir, data_root, resume, device, dry_run, no_progress, overrides) -> None:
+    """Train the pose LSTM (§4, Eq. 3-5) on Penn Action joint sequences. OVERRIDES: model.horizon=32 ..."""
+    import yaml
+
+    from structvid.config import PoseExperimentConfig, load_config, to_dict
+    from structvid.training.tasks import train_poses
+
+    overrides = list(overrides)
+    if config_path is None and resume and (run_dir / "config.yaml").is_file():
+        config_path = run_dir / "config.yaml"
+    for key, value in (("data.root", data_root), ("train.device", device)):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    cfg = load_config(PoseExperimentConfig, config_path, overrides)
+    if dry_run:
+        click.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return
+    result = train_poses(cfg, run_dir, resume=resume, progress=not no_progress)
+    click.echo(json.dumps({"step": result.step, "checkpoint": str(result.checkpoint), **result.stats}))
+
+
 # ---------------------------------------------------------------- generate / demo
 
 
-def _write_outputs(out, mp4: Path, fps: float, panel: bool) -> list[Path]:
-    """MP4 + GIF of the generated frames, and optionally the input | condition | output | mask panel."""
+def _write_outputs(out, mp4: Path, fps: float, panel: bool, observed=None, pipe=None, image=None) -> list[Path]:
+    """MP4 + GIF of the generated frames, and optionally the input | condition | output | mask panel.
+
+    With `observed` poses (pose forecasting) the panel's first column shows the observed skeletons over the
+    input and the second the forecast skeleton over each generated frame.
+    """
     import numpy as np
 
+    from structvid.data.skeleton import draw_skeleton
     from structvid.io.video import heatmap_to_rgb, side_by_side, write_video
 
     written = []
@@ -85,6 +120,14 @@ def _write_outputs(out, mp4: Path, fps: float, panel: bool) -> list[Path]:
         t = len(out.frames)
         cols = [np.repeat(out.input_frame[None], t, 0), heatmap_to_rgb(out.conditions), out.frames]
         labels = ["input", "condition", "output"]
+        if observed is not None and out.joints is not None:
+            _, _, obs = pipe.prepare(image, observed, observed[-1])  # observed joints in output pixels
+            first = out.input_frame.copy()
+            for j in obs:
+                first = draw_skeleton(first, j, color=(60, 120, 255))
+            cols[0] = np.repeat(first[None], t, 0)
+            cols[1] = np.stack([draw_skeleton(f, j, color=(255, 60, 60)) for f, j in zip(out.frames, out.joints)])
+            labels[:2] = ["observed", "forecast"]
         if out.masks is not None:
             cols.append(heatmap_to_rgb(out.masks[:, None]))
             labels.append("mask")
@@ -96,25 +139,42 @@ def _write_outputs(out, mp4: Path, fps: float, panel: bool) -> list[Path]:
 
 
 @cli.command()
-@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Run or checkpoint folder.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR,
+              help="G_M run or checkpoint folder (default: the small model shipped in the package).")
 @click.option("--image", type=click.Path(path_type=Path), required=True, help="Input image (I_t).")
-@click.option("--poses", type=click.Path(path_type=Path), required=True,
+@click.option("--poses", type=click.Path(path_type=Path),
               help="Joint sequence (.json/.npy/.mat) in the image's pixels; poses[0] is the image's pose.")
+@click.option("--observed-poses", type=click.Path(path_type=Path),
+              help="Observed joints (>= T_obs frames, the last one is the image's pose): the pose LSTM forecasts the rest.")
+@click.option("--frames", type=int, default=32, show_default=True, help="Poses to forecast with --observed-poses.")
+@click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR,
+              help="Pose LSTM run or checkpoint folder (default: the one shipped in the package).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out.mp4"), show_default=True)
 @click.option("--fps", type=float, default=12.0, show_default=True)
 @click.option("--panel", is_flag=True, help="Also write OUT_panel.mp4: input | condition | output | mask.")
 @click.option("--device", default="auto", show_default=True)
-def generate(checkpoint, image, poses, out, fps, panel, device) -> None:
-    """Animate IMAGE with the pose sequence POSES (one frame per pose)."""
+def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, out, fps, panel, device) -> None:
+    """Animate IMAGE with a pose sequence (--poses), or with poses forecast from observed ones (--observed-poses)."""
     from structvid.io.images import load_image
     from structvid.io.poses import load_poses
     from structvid.pipelines.image_to_video import ImageToVideoPipeline
 
+    if (poses is None) == (observed_poses is None):
+        raise UserError("give exactly one of --poses or --observed-poses")
+    if frames < 1:
+        raise UserError(f"--frames must be >= 1, got {frames}")
     pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device)
     img = load_image(image)
-    joints = load_poses(poses, num_joints=pipe.structure.channels, min_frames=2, image_size=img.shape[:2])
-    result = pipe(img, joints)
-    for p in _write_outputs(result, out, fps, panel):
+    observed = None
+    if poses is not None:
+        joints = load_poses(poses, num_joints=pipe.structure.channels, min_frames=2, image_size=img.shape[:2])
+        result = pipe(img, joints)
+    else:
+        pipe.load_pose_model(pose_checkpoint)
+        observed = load_poses(observed_poses, num_joints=pipe.structure.channels,
+                              min_frames=pipe.pose_model.config.observed, image_size=img.shape[:2])
+        result = pipe(img, pipe.forecast_poses(observed, frames), image_pose=observed[-1])
+    for p in _write_outputs(result, out, fps, panel, observed=observed, pipe=pipe, image=img):
         click.echo(str(p))
 
 
@@ -174,6 +234,43 @@ def evaluate_forecast_cmd(checkpoint, data_root, out_dir, split, frames, max_vid
     click.echo(json.dumps({"num_videos": result["num_videos"], **result["mean"]}))
 
 
+@evaluate.command("poses")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Pose LSTM run folder.")
+@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True, help="Folder holding labels/.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--heldout", is_flag=True, help="Only the sequences the run held out for validation (data.json).")
+@click.option("--actions", default="", help="Comma-separated actions (default: the paper's 8).")
+@click.option("--device", default="auto", show_default=True)
+def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, device) -> None:
+    """§7.3 pose protocol: observe frames 1-10, forecast 11-42; LSTM vs zero/constant velocity."""
+    from structvid.data.penn_action import PennActionDataset
+    from structvid.data.pose_windows import select_actions
+    from structvid.metrics.pose import evaluate_pose_protocol, write_pose_report
+    from structvid.models.pose_lstm import pose_lstm_predictor
+    from structvid.models.saving import load_pretrained
+    from structvid.training.checkpoint import find_checkpoint
+    from structvid.training.devices import pick_device
+
+    ckpt = find_checkpoint(checkpoint)
+    dev = pick_device(device)
+    model = load_pretrained(ckpt, "pose_lstm").to(dev)
+    ds = PennActionDataset(data_root)
+    names = select_actions(ds, [a for a in actions.split(",") if a] or None)
+    if heldout:
+        summary = Path(checkpoint) / "data.json"
+        if not summary.is_file():
+            raise UserError("--heldout needs the run folder's data.json (pass the run folder as --checkpoint)", summary)
+        keep = set(json.loads(summary.read_text())["val_names"])
+        names = [n for n in names if n in keep]
+    cfg = model.config
+    result = evaluate_pose_protocol([ds.label(n) for n in names], {"lstm": pose_lstm_predictor(model, dev)},
+                                    observed=cfg.observed, horizon=32)
+    write_pose_report(result, out_dir)
+    summary = {m: v["overall"] for m, v in result["methods"].items()}
+    click.echo(json.dumps({"horizons": result["horizons"], **summary, "excluded": result["excluded"],
+                           "num_sequences": result["num_sequences"]}))
+
+
 # ---------------------------------------------------------------- data
 
 
@@ -203,6 +300,21 @@ def data_puppet(out, num_videos, source, penn_labels, size, frames, seed, worker
     ds = make_puppet_dataset(out, num_videos, size=size, frames=frames, seed=seed, source=source,
                              penn_labels=penn_labels, workers=workers)
     click.echo(f"{len(ds.names)} videos -> {out}")
+
+
+@data.command("check")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--no-images", is_flag=True, help="Skip decoding every frame (faster).")
+def data_check(root, no_images) -> None:
+    """List every missing, unreadable or inconsistent file of a Penn Action layout folder."""
+    from structvid.data.check import check_penn_dataset
+
+    problems = check_penn_dataset(root, read_images=not no_images)
+    for p in problems:
+        click.echo(str(p))
+    if problems:
+        raise UserError(f"{len(problems)} problem(s) found", root)
+    click.echo(f"{root}: no problems found")
 
 
 # ---------------------------------------------------------------- bench

@@ -25,6 +25,7 @@ from structvid.data.clips import apply_affine, crop_affine, crop_frame, person_b
 from structvid.errors import UserError
 from structvid.io.images import to_tensor, to_uint8
 from structvid.models.forecaster import Forecaster
+from structvid.models.pose_lstm import PoseLSTM, pose_lstm_predictor
 from structvid.models.saving import load_pretrained
 from structvid.structure.base import Structure
 from structvid.structure.heatmaps import JointHeatmaps
@@ -46,8 +47,10 @@ class VideoOutput:
 
 class ImageToVideoPipeline:
     def __init__(self, forecaster: Forecaster, structure: Structure | None = None, crop_margin: float = 0.15,
-                 refiner: Refiner | None = None, device: torch.device | str = "cpu", chunk: int = 16) -> None:
+                 refiner: Refiner | None = None, pose_model: PoseLSTM | None = None,
+                 device: torch.device | str = "cpu", chunk: int = 16) -> None:
         self.device = torch.device(device)
+        self.pose_model = None if pose_model is None else pose_model.to(self.device).eval()
         self.forecaster = forecaster.to(self.device).eval()
         self.structure = structure or JointHeatmaps(num_joints=forecaster.config.motion_channels)
         self.crop_margin = crop_margin
@@ -69,6 +72,17 @@ class ImageToVideoPipeline:
                 break
         structure = JointHeatmaps(num_joints=forecaster.config.motion_channels, sigma=data.sigma)
         return cls(forecaster, structure, data.crop_margin, device=pick_device(device), **kwargs)
+
+    def load_pose_model(self, path: str | Path) -> None:
+        """Attach G_C for bodies (the pose LSTM, §4) from a run or checkpoint folder."""
+        self.pose_model = load_pretrained(find_checkpoint(path), "pose_lstm").to(self.device).eval()
+
+    def forecast_poses(self, observed: np.ndarray, num_frames: int) -> np.ndarray:
+        """G_C: (T_obs, J, 3) observed poses in pixels -> (num_frames, J, 3) forecast poses (visibility 1)."""
+        if self.pose_model is None:
+            raise UserError("no pose model attached (use load_pose_model or --pose-checkpoint)")
+        pred = pose_lstm_predictor(self.pose_model, self.device)(np.asarray(observed)[None], num_frames)[0]
+        return np.concatenate([pred, np.ones((*pred.shape[:2], 1))], axis=-1).astype(np.float32)
 
     def prepare(self, image: np.ndarray, poses: np.ndarray, image_pose: np.ndarray | None = None,
                 crop: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

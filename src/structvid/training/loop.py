@@ -47,6 +47,8 @@ class Task:
     dataset: torch.utils.data.Dataset  # item i = i-th batch of this rank
     to_device: Callable[[Any, torch.device], Any]
     sample_grid: Callable[[], np.ndarray] | None = None  # uint8 (H, W, 3) for TensorBoard / PNG
+    validate: Callable[[], dict[str, float]] | None = None  # held-out figures, run at each checkpoint
+    summary: dict[str, Any] = field(default_factory=dict)  # data counts etc., written to RUN/data.json
     num_workers: int = 0
 
 
@@ -149,6 +151,13 @@ def run_loop(task: Task, settings: LoopSettings, run_dir: Path, device: torch.de
             with atomic_path(run_dir / "samples" / f"step_{done:08d}.png") as tmp:
                 Image.fromarray(grid).save(tmp)
         if done % settings.checkpoint_every == 0 or done == settings.steps:
+            if info.is_main and task.validate is not None:
+                val = task.validate()
+                for k, v in val.items():
+                    writer.add_scalar(k, v, done)
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps({"step": done, **val}) + "\n")
+                last.update(val)
             if info.is_main:
                 saved = ckpt.save_checkpoint(run_dir, done, task.modules, task.optimizers,
                                              keep=settings.keep_checkpoints)

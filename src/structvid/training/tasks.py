@@ -9,8 +9,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from structvid.config import ExperimentConfig, save_yaml
+from structvid.config import ExperimentConfig, PoseExperimentConfig, save_yaml
 from structvid.data.clips import ClipSampler, ForecastBatches
+from structvid.data.penn_action import PennActionDataset
+from structvid.data.pose_windows import PoseWindows, select_actions, split_sequences
+from structvid.errors import UserError
+from structvid.io.files import atomic_write_text
+from structvid.losses.phases import Phase
+from structvid.losses.pose import pose_loss
+from structvid.metrics.pose import evaluate_pose_protocol
+from structvid.models.pose_lstm import PoseLSTM, pose_lstm_predictor
 from structvid.io.images import make_grid, to_uint8
 from structvid.io.video import heatmap_to_rgb
 from structvid.losses.forecast import ForecastLoss
@@ -93,6 +101,11 @@ def run_training(cfg: Any, build_task, run_dir: str | Path, resume: bool = False
             save_yaml(cfg, run_dir / "config.yaml")
             log.info("training %s on %s (%s, %d process(es)) -> %s", cfg.name, device, precision, info.world, run_dir)
         task = build_task(cfg, device, info)
+        if info.is_main and task.summary:
+            import json
+
+            atomic_write_text(run_dir / "data.json", json.dumps(task.summary, indent=2))
+            log.info("data: %s", {k: v for k, v in task.summary.items() if not isinstance(v, list)})
         return run_loop(task, settings_from(cfg.train, precision, progress), run_dir, device, info, resume)
     finally:
         cleanup(info)
@@ -100,3 +113,90 @@ def run_training(cfg: Any, build_task, run_dir: str | Path, resume: bool = False
 
 def train_forecaster(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> LoopResult:
     return run_training(cfg, forecast_task, run_dir, resume, progress)
+
+
+# ---------------------------------------------------------------- pose LSTM (G_C for bodies, §4)
+
+
+class PoseLoss:
+    """Eq. 5 over visible joints; a single phase updating the LSTM."""
+
+    def __init__(self, model: torch.nn.Module, horizon: int) -> None:
+        self.model, self.horizon = model, horizon
+        self.phases = (Phase("pose", "pose_lstm", 1),)
+        self.grad_scale = lambda: 1.0
+
+    def run(self, phase: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        pred = self.model(batch["observed"], self.horizon)
+        loss = pose_loss(pred.float(), batch["target"], batch["visible"])
+        return loss, {"pose/loss": loss.item()}
+
+
+class PoseBatches(torch.utils.data.Dataset):
+    """Item i = the i-th batch of windows this rank draws (pure function of seed, i, rank)."""
+
+    def __init__(self, windows: PoseWindows, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if batch_size % world:
+            raise UserError(f"train.batch_size ({batch_size}) must be divisible by the number of processes ({world})")
+        self.windows, self.per_rank, self.seed, self.rank = windows, batch_size // world, seed, rank
+        self.indices = np.arange(len(windows))[rank::world]
+
+    def __len__(self) -> int:
+        return 1 << 62
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, index, self.rank])
+        items = [self.windows[int(i)] for i in rng.choice(self.indices, self.per_rank)]
+        return {k: torch.stack([it[k] for it in items]) for k in ("observed", "target", "visible")}
+
+
+def pose_sequences(cfg: PoseExperimentConfig) -> tuple[PennActionDataset, list[str], list[str]]:
+    """The configured actions of the split, and its deterministic train / held-out validation parts."""
+    ds = PennActionDataset(cfg.data.root, split=cfg.data.split)
+    names = select_actions(ds, cfg.data.actions or None)
+    if not names:
+        raise UserError(f"no sequence of actions {cfg.data.actions or 'PAPER_ACTIONS'} in split {cfg.data.split}",
+                        cfg.data.root)
+    train, val = split_sequences(names, cfg.data.val_fraction, cfg.train.seed)
+    return ds, train, val
+
+
+def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -> Task:
+    """The pose LSTM trained with Eq. 5 on windows of T_obs + K poses; validated with the §7.3 protocol."""
+    torch.manual_seed(cfg.train.seed)
+    model = PoseLSTM(cfg.model).to(device)
+    ds, train_names, val_names = pose_sequences(cfg)
+    m = cfg.model
+    windows = PoseWindows.from_dataset(ds, train_names, observed=m.observed, horizon=m.horizon, stride=cfg.data.stride)
+    if len(windows) == 0:
+        raise UserError(f"no training sequence has the {m.observed + m.horizon} frames a window needs", cfg.data.root)
+    val_seqs = [ds.label(n) for n in val_names]
+
+    def validate() -> dict[str, float]:
+        if not any(s.nframes >= m.observed + m.horizon for s in val_seqs):
+            return {}
+        res = evaluate_pose_protocol(val_seqs, {"lstm": pose_lstm_predictor(model)}, m.observed, m.horizon,
+                                     horizons=(1, m.horizon))
+        out = {}
+        for name in ("lstm", "zero_velocity"):
+            err = res["methods"][name]["overall"]
+            out[f"val/{name}@1"], out[f"val/{name}@{m.horizon}"] = err[0], err[1]
+        return {k: v for k, v in out.items() if v is not None}
+
+    return Task(
+        modules={"pose_lstm": model},
+        optimizers={"pose_lstm": torch.optim.Adam(model.parameters(), lr=cfg.train.lr)},
+        loss=PoseLoss(wrap(model, info, device), m.horizon),
+        dataset=PoseBatches(windows, cfg.train.batch_size, cfg.train.seed, info.rank, info.world),
+        to_device=batch_to_device,
+        validate=validate,
+        summary={
+            "train_sequences": len(train_names), "val_sequences": len(val_names), "train_windows": len(windows),
+            "skipped_short": len(windows.skipped), "skipped_names": windows.skipped,
+            "val_names": val_names,
+        },
+    )
+
+
+def train_poses(cfg: PoseExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> LoopResult:
+    return run_training(cfg, pose_task, run_dir, resume, progress)
