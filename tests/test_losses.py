@@ -57,9 +57,9 @@ def test_forecast_loss_weights_and_phases():
     loss = ForecastLoss(gen, critic, LossConfig(rec=2.0, sparsity=4.0, gen=0.5), critic_steps=3)
     assert [(p.name, p.repeat) for p in loss.phases] == [("critic", 3), ("generator", 1)]
     value, stats = loss.generator_phase(batch)
-    # 2 * |0 - 0.5| + 4 * 0.25 + 0.5 * -(0 + 3)
-    assert np.isclose(value.item(), 2 * 0.5 + 4 * 0.25 - 0.5 * 3.0)
-    assert np.isclose(stats["generator/rec_l1"], 0.5)
+    # L1 summed over channels, averaged over pixels: 2 * 3 * |0 - 0.5| + 4 * 0.25 + 0.5 * -(0 + 3)
+    assert np.isclose(value.item(), 2 * 1.5 + 4 * 0.25 - 0.5 * 3.0)
+    assert np.isclose(stats["generator/rec_l1"], 1.5)
     assert [p.name for p in ForecastLoss(gen, critic, LossConfig(gen=0.0)).phases] == ["generator"]
     # critic: D(fake) - D(real) + λ·gp, here ‖∇_x D‖ = sqrt(48) for every sample
     value, stats = loss.critic_phase(batch)

@@ -74,14 +74,16 @@ class ForecastLoss:
         """Eq. 9: ℓ_rec (Eq. 10) + ℓ_r (Eq. 11) + ℓ_gen (Eq. 12), each with its configured weight, plus
         ℓ_feat (Eq. 21, §7.3) when `weights.feat > 0`.
 
-        The L1 norms are averaged per element (not summed) so that weights do not depend on resolution.
+        Both L1 norms are taken over channels and averaged over pixels and the batch, i.e. the paper's
+        ‖·‖₁ divided by N·H·W: weights keep the paper's ratio between Eq. 10 (3 channels) and Eq. 11
+        (1 channel) and do not depend on resolution or batch size.
         """
         out = self.generator(batch["image_t"], batch["motion_t"], batch["motion_tk"])
-        rec = (out.frame.float() - batch["image_tk"].float()).abs().mean()
+        rec = (out.frame.float() - batch["image_tk"].float()).abs().sum(1).mean()
         loss = self.w.rec * rec
         stats = {"generator/rec_l1": rec.item()}
         if out.mask is not None:
-            sparsity = out.mask.float().abs().mean()
+            sparsity = out.mask.float().abs().sum(1).mean()
             loss = loss + self.w.sparsity * sparsity
             stats["generator/mask_l1"] = sparsity.item()
         if self.w.gen > 0:
