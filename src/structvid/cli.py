@@ -101,7 +101,7 @@ def train_poses_cmd(config_path, run_dir, data_root, resume, device, dry_run, no
 # ---------------------------------------------------------------- generate / demo
 
 
-def _write_outputs(out, mp4: Path, fps: float, panel: bool, observed=None, pipe=None, image=None) -> list[Path]:
+def _write_outputs(out, mp4: Path, fps: float, panel: bool, observed=None) -> list[Path]:
     """MP4 + GIF of the generated frames, and optionally the input | condition | output | mask panel.
 
     With `observed` poses (pose forecasting) the panel's first column shows the observed skeletons over the
@@ -109,6 +109,7 @@ def _write_outputs(out, mp4: Path, fps: float, panel: bool, observed=None, pipe=
     """
     import numpy as np
 
+    from structvid.data.clips import apply_affine
     from structvid.data.skeleton import draw_skeleton
     from structvid.io.video import heatmap_to_rgb, side_by_side, write_video
 
@@ -121,9 +122,8 @@ def _write_outputs(out, mp4: Path, fps: float, panel: bool, observed=None, pipe=
         cols = [np.repeat(out.input_frame[None], t, 0), heatmap_to_rgb(out.conditions), out.frames]
         labels = ["input", "condition", "output"]
         if observed is not None and out.joints is not None:
-            _, _, obs = pipe.prepare(image, observed, observed[-1])  # observed joints in output pixels
             first = out.input_frame.copy()
-            for j in obs:
+            for j in apply_affine(observed, out.affine):  # observed joints in output pixels
                 first = draw_skeleton(first, j, color=(60, 120, 255))
             cols[0] = np.repeat(first[None], t, 0)
             cols[1] = np.stack([draw_skeleton(f, j, color=(255, 60, 60)) for f, j in zip(out.frames, out.joints)])
@@ -174,17 +174,23 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
         observed = load_poses(observed_poses, num_joints=pipe.structure.channels,
                               min_frames=pipe.pose_model.config.observed, image_size=img.shape[:2])
         result = pipe(img, pipe.forecast_poses(observed, frames), image_pose=observed[-1])
-    for p in _write_outputs(result, out, fps, panel, observed=observed, pipe=pipe, image=img):
+    for p in _write_outputs(result, out, fps, panel, observed=observed):
         click.echo(str(p))
 
 
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True)
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR, show_default=False,
-              help="Run or checkpoint folder (default: the small model shipped in the package).")
+              help="G_M run or checkpoint folder (default: the small model shipped in the package).")
+@click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR, show_default=False,
+              help="Pose LSTM run or checkpoint folder (default: the one shipped in the package).")
 @click.option("--device", default="auto", show_default=True)
-def demo(out, checkpoint, device) -> None:
-    """Animate the bundled puppet image with the bundled pose sequence; writes MP4, GIF and PNG panel."""
+def demo(out, checkpoint, pose_checkpoint, device) -> None:
+    """Animate the bundled puppet with its pose sequence, and with poses the LSTM forecasts from 10 of them.
+
+    Writes demo.mp4/.gif + demo_panel.mp4 + demo_frames.png (given poses) and forecast.mp4/.gif +
+    forecast_panel.mp4 (the pose LSTM observes the first 10 poses and forecasts the rest).
+    """
     import numpy as np
 
     from structvid.io.images import load_image, make_grid, save_image
@@ -200,7 +206,14 @@ def demo(out, checkpoint, device) -> None:
     step = max(1, len(result.frames) // 8)
     strip = make_grid(np.concatenate([result.input_frame[None], result.frames[::step][:8]]), ncols=9)
     save_image(out / "demo_frames.png", strip)
-    for p in written + [out / "demo_frames.png"]:
+    written.append(out / "demo_frames.png")
+    pipe.load_pose_model(pose_checkpoint)
+    t_obs = pipe.pose_model.config.observed
+    observed = joints[:t_obs]
+    forecast = pipe.forecast_poses(observed, len(joints) - t_obs)
+    result = pipe(img, forecast, image_pose=joints[0])
+    written += _write_outputs(result, out / "forecast.mp4", 12.0, panel=True, observed=observed)
+    for p in written:
         click.echo(str(p))
 
 

@@ -43,6 +43,7 @@ class VideoOutput:
     joints: np.ndarray | None  # (T, J, 3) joints in output pixels (None when maps were given)
     masks: np.ndarray | None  # (T, S, S) residual motion masks m in [0, 1] (Eq. 7), None without one
     input_frame: np.ndarray  # (S, S, 3) uint8, I_t as the network saw it (cropped, resized)
+    affine: np.ndarray | None = None  # 2x3 map from input-image pixels to output pixels (None with maps)
 
 
 class ImageToVideoPipeline:
@@ -85,7 +86,7 @@ class ImageToVideoPipeline:
         return np.concatenate([pred, np.ones((*pred.shape[:2], 1))], axis=-1).astype(np.float32)
 
     def prepare(self, image: np.ndarray, poses: np.ndarray, image_pose: np.ndarray | None = None,
-                crop: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                crop: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Crop image and poses to the square around the person (as in training) at model resolution."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise UserError(f"image must be (H, W, 3) RGB, got shape {image.shape}")
@@ -101,8 +102,9 @@ class ImageToVideoPipeline:
             h, w = image.shape[:2]
             box = ((w - 1) / 2, (h - 1) / 2, float(max(h, w)))
         frame = crop_frame(image, box, self.size)
-        mapped = apply_affine(all_joints, crop_affine(box, self.size))
-        return frame, mapped[0], mapped[1:]
+        affine = crop_affine(box, self.size)
+        mapped = apply_affine(all_joints, affine)
+        return frame, mapped[0], mapped[1:], affine
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray, poses: np.ndarray | None = None, image_pose: np.ndarray | None = None,
@@ -113,11 +115,11 @@ class ImageToVideoPipeline:
         if motion_maps is None:
             if poses is None:
                 raise UserError("give either poses or motion_maps")
-            frame, ref, joints = self.prepare(image, poses, image_pose, crop)
+            frame, ref, joints, affine = self.prepare(image, poses, image_pose, crop)
             image_motion = self.structure.render(torch.from_numpy(ref)[None], s, s)  # (1, C, S, S)
             motion_maps = self.structure.render(torch.from_numpy(joints), s, s)  # (T, C, S, S)
         else:
-            frame, joints = image, None
+            frame, joints, affine = image, None, None
             if image_motion is None:
                 image_motion = motion_maps[:1]
             image_motion = image_motion.reshape(1, *motion_maps.shape[1:])
@@ -142,4 +144,5 @@ class ImageToVideoPipeline:
             joints=joints,
             masks=torch.cat(masks).cpu().numpy() if masks else None,
             input_frame=frame,
+            affine=affine,
         )

@@ -1,0 +1,59 @@
+"""Build the bundled demo of `structvid demo` (src/structvid/assets/demo/).
+
+    python scripts/make_demo_assets.py --forecast-run runs/demo-puppet-64 --pose-run runs/demo-poses
+
+- example/image.png + example/poses.json: one procedural puppet video rendered by our own code with a seed
+  the demo model never trained on (training data uses seed 0); the image is its first frame.
+- generator.{safetensors,json} + config.yaml: G_M from the latest checkpoint of the forecast run.
+- pose_lstm.{safetensors,json}: the pose LSTM from the latest checkpoint of the pose run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+from structvid.data.puppet import make_puppet_dataset
+from structvid.io.images import save_image
+from structvid.io.poses import save_poses
+from structvid.training.checkpoint import find_checkpoint
+
+DEMO = Path(__file__).resolve().parents[1] / "src" / "structvid" / "assets" / "demo"
+
+
+def make_example(seed: int = 2020, frames: int = 48) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = make_puppet_dataset(Path(tmp) / "example", 1, size=64, frames=frames, seed=seed)
+        name = ds.names[0]
+        label = ds.label(name)
+        save_image(DEMO / "example" / "image.png", ds.load_frames(name)[0])
+        save_poses(DEMO / "example" / "poses.json", label.joints, image_size=(64, 64))
+        return label.action
+
+
+def copy_net(run: Path, name: str) -> Path:
+    ckpt = find_checkpoint(run)
+    for suffix in (".safetensors", ".json"):
+        shutil.copyfile(ckpt / f"{name}{suffix}", DEMO / f"{name}{suffix}")
+    return ckpt
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--forecast-run", type=Path)
+    ap.add_argument("--pose-run", type=Path)
+    ap.add_argument("--seed", type=int, default=2020)
+    args = ap.parse_args()
+    DEMO.mkdir(parents=True, exist_ok=True)
+    print("example action:", make_example(args.seed))
+    if args.forecast_run:
+        print("generator from", copy_net(args.forecast_run, "generator"))
+        shutil.copyfile(args.forecast_run / "config.yaml", DEMO / "config.yaml")
+    if args.pose_run:
+        print("pose LSTM from", copy_net(args.pose_run, "pose_lstm"))
+
+
+if __name__ == "__main__":
+    main()
