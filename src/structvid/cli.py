@@ -37,22 +37,33 @@ def train() -> None:
     """Train a stage (forecast: G_M + D_I; poses: the pose LSTM)."""
 
 
-@train.command("forecast")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Experiment YAML (see configs/).")
-@click.option("--out", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder.")
-@click.option("--data", "data_root", help="Dataset root (Penn Action layout); overrides data.root.")
-@click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint.")
-@click.option("--device", help="auto | cpu | cuda | cuda:N | mps (overrides train.device).")
-@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast precision.")
-@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@click.argument("overrides", nargs=-1)
-def train_forecast(config_path, run_dir, data_root, resume, device, precision, dry_run, no_progress, overrides) -> None:
-    """Train G_M against D_I (§5). OVERRIDES look like train.steps=1000 model.dense=false."""
+def _train_options(data_help: str):
+    """The options every `train` subcommand shares (one way to configure a run)."""
+
+    def decorate(f):
+        for opt in reversed([
+            click.option("--config", "config_path", type=click.Path(path_type=Path), help="Experiment YAML (configs/)."),
+            click.option("--out", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder."),
+            click.option("--data", "data_root", help=data_help),
+            click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint."),
+            click.option("--device", help="auto | cpu | cuda | cuda:N | mps (overrides train.device)."),
+            click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast precision."),
+            click.option("--dry-run", is_flag=True, help="Print the resolved config and exit."),
+            click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+            click.argument("overrides", nargs=-1),
+        ]):
+            f = opt(f)
+        return f
+
+    return decorate
+
+
+def _run_training(cfg_cls, train_fn, config_path, run_dir, data_root, resume, device, precision, dry_run,
+                  no_progress, overrides) -> None:
+    """Resolve the config (YAML, then flags, then section.field=value overrides) and train or print it."""
     import yaml
 
-    from structvid.config import ExperimentConfig, load_config, to_dict
-    from structvid.training.tasks import train_forecaster
+    from structvid.config import load_config, to_dict
 
     overrides = list(overrides)
     if config_path is None and resume and (run_dir / "config.yaml").is_file():
@@ -60,42 +71,32 @@ def train_forecast(config_path, run_dir, data_root, resume, device, precision, d
     for key, value in (("data.root", data_root), ("train.device", device), ("train.precision", precision)):
         if value is not None:
             overrides.append(f"{key}={value}")
-    cfg = load_config(ExperimentConfig, config_path, overrides)
+    cfg = load_config(cfg_cls, config_path, overrides)
     if dry_run:
         click.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return
-    result = train_forecaster(cfg, run_dir, resume=resume, progress=not no_progress)
+    result = train_fn(cfg, run_dir, resume=resume, progress=not no_progress)
     click.echo(json.dumps({"step": result.step, "checkpoint": str(result.checkpoint), **result.stats}))
+
+
+@train.command("forecast")
+@_train_options("Dataset root (Penn Action layout or prepared store); overrides data.root.")
+def train_forecast(**kwargs) -> None:
+    """Train G_M against D_I (§5). OVERRIDES look like train.steps=1000 model.dense=false."""
+    from structvid.config import ExperimentConfig
+    from structvid.training.tasks import train_forecaster
+
+    _run_training(ExperimentConfig, train_forecaster, **kwargs)
 
 
 @train.command("poses")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="Pose experiment YAML.")
-@click.option("--out", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder.")
-@click.option("--data", "data_root", help="Folder holding labels/NNNN.mat; overrides data.root.")
-@click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint.")
-@click.option("--device", help="auto | cpu | cuda | cuda:N | mps (overrides train.device).")
-@click.option("--dry-run", is_flag=True, help="Print the resolved config and exit.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@click.argument("overrides", nargs=-1)
-def train_poses_cmd(config_path, run_dir, data_root, resume, device, dry_run, no_progress, overrides) -> None:
+@_train_options("Folder holding labels/NNNN.mat; overrides data.root.")
+def train_poses_cmd(**kwargs) -> None:
     """Train the pose LSTM (§4, Eq. 3-5) on Penn Action joint sequences. OVERRIDES: model.horizon=32 ..."""
-    import yaml
-
-    from structvid.config import PoseExperimentConfig, load_config, to_dict
+    from structvid.config import PoseExperimentConfig
     from structvid.training.tasks import train_poses
 
-    overrides = list(overrides)
-    if config_path is None and resume and (run_dir / "config.yaml").is_file():
-        config_path = run_dir / "config.yaml"
-    for key, value in (("data.root", data_root), ("train.device", device)):
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = load_config(PoseExperimentConfig, config_path, overrides)
-    if dry_run:
-        click.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        return
-    result = train_poses(cfg, run_dir, resume=resume, progress=not no_progress)
-    click.echo(json.dumps({"step": result.step, "checkpoint": str(result.checkpoint), **result.stats}))
+    _run_training(PoseExperimentConfig, train_poses, **kwargs)
 
 
 # ---------------------------------------------------------------- generate / demo
