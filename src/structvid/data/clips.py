@@ -6,6 +6,9 @@ same affine map and become motion maps through a `Structure` renderer (joint hea
 
 Every batch is a pure function of (seed, draw index, rank): resuming at a step redraws exactly the
 batches an uninterrupted run would have seen, and no sampler state needs saving.
+
+`cfg.root` may also be a prepared store (`structvid.data.prepare`: videos cropped and resized once, one
+.npz per video); the sampler then reads those instead of decoding JPEGs, with identical batches.
 """
 
 from __future__ import annotations
@@ -74,6 +77,19 @@ class Video:
     joints: np.ndarray  # (T, J, 3) float32 in output pixels
 
 
+def load_video(dataset: PennActionDataset, name: str, size: int, margin: float) -> Video:
+    """Sequence `name` cropped to its `person_box` (one square for the whole video) and resized to `size`.
+
+    Frames are decoded and cropped 32 at a time, so memory scales with the output, not the source.
+    """
+    seq = dataset.label(name)
+    joints = seq.joints
+    box = person_box(seq.bbox, joints, margin)
+    chunks = (dataset.load_frames(name, range(i, min(i + 32, seq.nframes))) for i in range(0, seq.nframes, 32))
+    frames = np.stack([crop_frame(f, box, size) for chunk in chunks for f in chunk])  # (T, S, S, 3)
+    return Video(frames, apply_affine(joints, crop_affine(box, size)))
+
+
 class ClipSampler:
     """Loads, crops and caches videos of a Penn Action layout folder and draws G_M samples from them."""
 
@@ -81,21 +97,35 @@ class ClipSampler:
                  cache_videos: int = 4096) -> None:
         self.cfg = cfg
         actions = cfg.actions or None
-        self.dataset = PennActionDataset(cfg.root, actions=actions, split=cfg.split)
-        self.names = list(names) if names is not None else list(self.dataset.names)
+        # A prepared store (structvid.data.prepare) replaces JPEG decoding; `dataset` is then None.
+        from structvid.data.prepare import PreparedStore, is_prepared
+
+        self.store: PreparedStore | None = None
+        self.dataset: PennActionDataset | None = None
+        if is_prepared(cfg.root):
+            self.store = PreparedStore(cfg.root)
+            self.store.check(cfg.image_size, cfg.crop_margin)
+            listed = self.store.select(actions, cfg.split)
+            nframes = self.store.frame_count
+        else:
+            self.dataset = PennActionDataset(cfg.root, actions=actions, split=cfg.split)
+            listed = self.dataset.names
+            nframes = lambda n: self.dataset.label(n).nframes  # noqa: E731
+        self.names = list(names) if names is not None else list(listed)
         self.structure = structure or JointHeatmaps(sigma=cfg.sigma)
-        self.names = [n for n in self.names if self.dataset.label(n).nframes >= 2]
+        self.names = [n for n in self.names if nframes(n) >= 2]
         if not self.names:
             raise UserError("no usable video (at least 2 frames) found", cfg.root)
         self.video = functools.lru_cache(maxsize=cache_videos)(self._load_video)
 
+    def action(self, name: str) -> str:
+        """The action label of video `name`."""
+        return self.store.actions[name] if self.store is not None else self.dataset.label(name).action
+
     def _load_video(self, name: str) -> Video:
-        seq = self.dataset.label(name)
-        joints = seq.joints
-        box = person_box(seq.bbox, joints, self.cfg.crop_margin)
-        size = self.cfg.image_size
-        frames = np.stack([crop_frame(f, box, size) for f in self.dataset.load_frames(name)])  # (T, S, S, 3)
-        return Video(frames, apply_affine(joints, crop_affine(box, size)))
+        if self.store is not None:
+            return self.store.video(name)
+        return load_video(self.dataset, name, self.cfg.image_size, self.cfg.crop_margin)
 
     def draw(self, rng: np.random.Generator, batch_size: int, names: list[str] | None = None) -> dict[str, Tensor]:
         """A batch of random jumps: video, t and k ∈ [1, max_jump] drawn per sample (§5.2)."""

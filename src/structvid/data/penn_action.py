@@ -5,13 +5,24 @@
 
 Joints are in pixel coordinates of the original frames (pixel-centre convention, see
 `structvid.structure.heatmaps`).
+
+Splits:
+
+- official: each label's ``train`` flag (Zhang et al.'s train / test halves), selected with
+  ``PennActionDataset(root, split="train" | "test")`` (``DataConfig.split``).
+- the paper's (§7.1): "We evenly split the standard dataset into three sets. G_M and G_R are trained in
+  the first two sets respectively, while we evaluate our models in the last set"; with "no subject
+  classified for each video in Penn Action ... we assume that each video has a different subject", so
+  videos are split, not subjects. `paper_split(names, "gm" | "gr" | "eval", seed)` returns one part:
+  deterministic, disjoint, sizes differing by at most one, independent of the input order; given
+  `actions`, every action is also spread evenly over the three parts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -23,6 +34,7 @@ from structvid.io.files import atomic_path
 
 FIELDS = ("action", "pose", "x", "y", "visibility", "train", "bbox", "dimensions", "nframes")
 SPLITS = ("all", "train", "test")
+PAPER_PARTS = ("gm", "gr", "eval")  # §7.1: G_M training, G_R training, evaluation
 
 
 @dataclass(eq=False)
@@ -256,3 +268,32 @@ class PennActionDataset:
             cv2.cvtColor(img, cv2.COLOR_BGR2RGB, dst=out[k])
         return out
 
+
+
+def paper_split(names: Sequence[str], part: str, seed: int = 0, actions: Mapping[str, str] | None = None) -> list[str]:
+    """The paper's even three-way split of Penn Action videos (§7.1): part "gm" (G_M training), "gr"
+    (G_R training) or "eval"; returned sorted like `PennActionDataset.names`.
+
+    The names are sorted, permuted with `np.random.default_rng(seed)` and dealt round-robin to gm, gr,
+    eval, so the result depends on the set of names and `seed` only, the parts are disjoint and their
+    sizes differ by at most one. With `actions` (name -> action) the permutation is done within each
+    action (actions in sorted order) and the deal continues across them: each action's videos are also
+    split as evenly as possible.
+    """
+    if part not in PAPER_PARTS:
+        raise UserError(f"unknown split part {part!r}; expected one of {', '.join(PAPER_PARTS)}")
+    ordered = sorted(names, key=_name_key)
+    dupes = sorted({a for a, b in zip(ordered, ordered[1:]) if a == b})
+    if dupes:
+        raise ValueError(f"duplicate video names: {dupes[:5]}")
+    rng = np.random.default_rng(seed)
+    if actions is None:
+        groups = [ordered]
+    else:
+        missing = [n for n in ordered if n not in actions]
+        if missing:
+            raise ValueError(f"no action given for video(s) {missing[:5]}")
+        groups = [[n for n in ordered if actions[n] == a] for a in sorted({actions[n] for n in ordered})]
+    dealt = [g[i] for g in groups for i in rng.permutation(len(g))]
+    k = PAPER_PARTS.index(part)
+    return sorted(dealt[k::3], key=_name_key)

@@ -2,7 +2,8 @@
 
 For each video of a Penn Action layout folder, G_M sees the first (cropped) frame I_1 with its pose and the
 ground-truth poses of frames 2..1+F; the generated frames are scored against the real ones with the
-registered pixel metrics (MSE, PSNR, SSIM), per frame index and averaged.
+registered pixel metrics (MSE, PSNR, SSIM), per frame index and averaged. The paper's protocols (Table 6 /
+Table 7, fixed frame windows, LSTM conditions, motion deciles) are in `structvid.metrics.video_protocols`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from structvid.config import DataConfig
@@ -20,6 +20,7 @@ from structvid.data.clips import ClipSampler
 from structvid.errors import UserError
 from structvid.io.files import atomic_write_text
 from structvid.metrics import pixel, registry  # noqa: F401 - importing pixel registers mse/psnr/ssim
+from structvid.metrics.video_protocols import generate
 from structvid.pipelines.image_to_video import ImageToVideoPipeline
 
 
@@ -32,9 +33,8 @@ def evaluate_forecast(pipe: ImageToVideoPipeline, data: DataConfig, frames: int 
     for name in tqdm(names, desc="evaluate", disable=not progress):
         video = sampler.video(name)
         n = min(frames, len(video.frames) - 1)
-        maps = sampler.structure.render(torch.from_numpy(video.joints[: n + 1]), data.image_size, data.image_size)
-        out = pipe(video.frames[0], motion_maps=maps[1:], image_motion=maps[:1])
-        scores = registry.compute(list(metrics), out.frames, video.frames[1 : n + 1])
+        pred = generate(pipe, sampler.structure, video.frames[0], video.joints[0], video.joints[1 : n + 1])
+        scores = registry.compute(list(metrics), pred, video.frames[1 : n + 1])
         per_video[name] = {m: scores[m]["mean"] for m in metrics}
         for m in metrics:
             for i, v in enumerate(scores[m]["per_frame"]):
