@@ -285,6 +285,56 @@ def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, device)
                            "num_sequences": result["num_sequences"]}))
 
 
+@evaluate.command("video")
+@click.option("--protocol", type=click.Choice(["penn", "h36m"]), required=True,
+              help="penn: Table 7 / Fig. 10 (MSE, PSNR over 32 frames); h36m: Table 6 / Fig. 9 (PSNR-Next, "
+                   "PSNR-120, motion deciles).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="G_M run or checkpoint folder.")
+@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True,
+              help="penn: Penn Action layout or prepared store; h36m: Human3.6M root (see data/human36m.py).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Pose LSTM run folder: adds LSTM-conditioned results (penn) / forecast poses (h36m).")
+@click.option("--part", type=click.Choice(["all", "eval"]), default="all", show_default=True,
+              help="penn: 'eval' keeps the paper's evaluation third of the videos (§7.1).")
+@click.option("--max-videos", type=int, default=None)
+@click.option("--device", default="auto", show_default=True)
+def evaluate_video_cmd(protocol, checkpoint, data_root, out_dir, pose_checkpoint, part, max_videos, device) -> None:
+    """The paper's video protocols on a dataset; writes JSON, Markdown and a plot."""
+    from structvid.metrics.video_protocols import h36m_protocol, penn_protocol, write_protocol_report
+    from structvid.models.pose_lstm import pose_lstm_predictor
+    from structvid.pipelines.image_to_video import ImageToVideoPipeline
+
+    pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device)
+    predictor = None
+    if pose_checkpoint is not None:
+        pipe.load_pose_model(pose_checkpoint)
+        predictor = pose_lstm_predictor(pipe.pose_model, pipe.device)
+    if protocol == "penn":
+        from structvid.config import DataConfig
+        from structvid.data.clips import ClipSampler
+        from structvid.data.penn_action import paper_split
+
+        sampler = ClipSampler(DataConfig(root=str(data_root), image_size=pipe.size, crop_margin=pipe.crop_margin,
+                                         sigma=pipe.structure.sigma))
+        names = sampler.names
+        if part == "eval":
+            names = paper_split(names, "eval", actions={n: sampler.action(n) for n in names})
+        result = penn_protocol(pipe, sampler, conditions=("gt", "lstm") if predictor else ("gt",),
+                               pose_predictor=predictor, names=names[:max_videos] if max_videos else names,
+                               progress=True)
+    else:
+        from structvid.data.human36m import TEST_SUBJECTS, Human36MDataset
+
+        ds = Human36MDataset(data_root, TEST_SUBJECTS)
+        items = ds.items[:max_videos] if max_videos else ds.items
+        clips = (ds.load_clip(item, size=pipe.size, max_frames=130) for item in items)
+        result = h36m_protocol(pipe, clips, pose_predictor=predictor, progress=True)
+    paths = write_protocol_report(result, out_dir)
+    for p in paths.values():
+        click.echo(str(p))
+
+
 # ---------------------------------------------------------------- data
 
 
@@ -314,6 +364,22 @@ def data_puppet(out, num_videos, source, penn_labels, size, frames, seed, worker
     ds = make_puppet_dataset(out, num_videos, size=size, frames=frames, seed=seed, source=source,
                              penn_labels=penn_labels, workers=workers)
     click.echo(f"{len(ds.names)} videos -> {out}")
+
+
+@data.command("prepare")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Prepared store folder.")
+@click.option("--size", type=int, default=64, show_default=True, help="Output resolution (data.image_size).")
+@click.option("--crop-margin", type=float, default=0.15, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--actions", default="", help="Comma-separated actions to keep (default: all).")
+def data_prepare(root, out, size, crop_margin, workers, actions) -> None:
+    """Crop around the person, resize and store every video once (one .npz per video); train with data.root=OUT."""
+    from structvid.data.prepare import prepare_dataset
+
+    prepare_dataset(root, out, size, crop_margin=crop_margin, workers=workers,
+                    actions=[a for a in actions.split(",") if a] or None)
+    click.echo(str(out))
 
 
 @data.command("check")

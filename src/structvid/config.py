@@ -53,7 +53,7 @@ class CriticConfig:
 
 @dataclass
 class DataConfig:
-    root: str = "data/puppet"  # a Penn Action layout folder (frames/NNNN/*.jpg + labels/NNNN.mat)
+    root: str = "data/puppet"  # Penn Action layout (frames/NNNN/*.jpg + labels/NNNN.mat) or a prepared store
     image_size: int = 64
     max_jump: int = 16  # k in [1, max_jump] drawn per sample (§5.2, random jumps in time)
     sigma: float = 1.5  # heatmap Gaussian std in output pixels
