@@ -251,6 +251,7 @@ class PoseLSTMConfig:
     observed: int = 10  # T_obs
     horizon: int = 32  # K at training time (32 Penn Action, 64 Human3.6M)
     residual: bool = True  # decoder predicts the change from the previous pose (see pose_lstm.py)
+    velocity_input: bool = True  # feed [pose, pose - previous pose] (see pose_lstm.py)
 
 
 @dataclass

@@ -12,6 +12,8 @@ Following Villegas et al. (2017b) the pose of a frame is its J joints' 2D coordi
   coordinates, f the identity (normalised coordinates are unbounded; the paper leaves f open).
   With ``cfg.residual`` (our choice where the paper is silent) the projection is a displacement added
   to the previous pose, y_k = y_{k-1} + wᵀh_k, so an untrained model starts as the zero-velocity baseline.
+* With ``cfg.velocity_input`` each step's input is [x_t, x_t − x_{t−1}] instead of x_t alone: the
+  current velocity is then given rather than learned by differencing (our choice; the paper feeds poses).
 
 A training step is ``pose_loss(model(batch["observed"], K), batch["target"], batch["visible"])``.
 """
@@ -40,8 +42,9 @@ class PoseLSTM(nn.Module):
             raise UserError(f"invalid pose LSTM config {cfg}")
         self.config = cfg
         dim = 2 * cfg.num_joints
-        self.encoder = nn.LSTM(dim, cfg.hidden_size, cfg.num_layers, batch_first=True)  # Eq. 3
-        self.decoder = nn.LSTM(dim, cfg.hidden_size, cfg.num_layers, batch_first=True)
+        in_dim = 2 * dim if cfg.velocity_input else dim
+        self.encoder = nn.LSTM(in_dim, cfg.hidden_size, cfg.num_layers, batch_first=True)  # Eq. 3
+        self.decoder = nn.LSTM(in_dim, cfg.hidden_size, cfg.num_layers, batch_first=True)
         self.project = nn.Linear(cfg.hidden_size, dim)  # w of Eq. 4
         if cfg.residual:  # start from zero displacement: an untrained model is the zero-velocity baseline
             nn.init.zeros_(self.project.weight)
@@ -64,13 +67,18 @@ class PoseLSTM(nn.Module):
             raise UserError(f"horizon must be >= 1, got {horizon}")
         if not torch.isfinite(observed).all():
             raise UserError("observed poses contain NaN or infinite values")
-        x = observed[:, -cfg.observed :].reshape(n, cfg.observed, 2 * j)
-        _, state = self.encoder(x)
-        prev, out = x[:, -1], []
+        x = observed[:, -cfg.observed :].reshape(n, cfg.observed, 2 * j)  # (N, T_obs, 2J)
+        if cfg.velocity_input:
+            vel = torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:] - x[:, :-1]], 1)  # (N, T_obs, 2J)
+            _, state = self.encoder(torch.cat([x, vel], -1))
+        else:
+            _, state = self.encoder(x)
+        prev, before, out = x[:, -1], x[:, -2] if cfg.observed > 1 else x[:, -1], []
         for _ in range(horizon):
-            h, state = self.decoder(prev[:, None], state)
+            step = torch.cat([prev, prev - before], -1) if cfg.velocity_input else prev  # (N, in_dim)
+            h, state = self.decoder(step[:, None], state)
             y = self.project(h[:, 0])  # Eq. 4, f = identity
-            prev = prev + y if cfg.residual else y
+            before, prev = prev, (prev + y if cfg.residual else y)
             out.append(prev)
         return torch.stack(out, 1).reshape(n, horizon, j, 2)
 
