@@ -261,6 +261,7 @@ class PoseDataConfig:
     split: str = "train"  # official flag: train | test | all
     val_fraction: float = 0.1  # sequences held out of the split for validation
     stride: int = 4  # training windows start every `stride` frames
+    mirror: bool = True  # augmentation: mirror half the windows (negate x, swap left/right joints)
 
 
 @dataclass

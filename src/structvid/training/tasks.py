@@ -132,14 +132,32 @@ class PoseLoss:
         return loss, {"pose/loss": loss.item()}
 
 
+def mirror_poses(batch: dict[str, torch.Tensor], which: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Mirror the windows selected by `which` (N,) bool: negate x (coordinates are box-centred) and swap
+    left/right joints, so a left-handed swing becomes a right-handed one."""
+    from structvid.data.skeleton import FLIP_PAIRS, NUM_JOINTS
+
+    perm = list(range(NUM_JOINTS))
+    for a, b in FLIP_PAIRS:
+        perm[a], perm[b] = b, a
+    out = dict(batch)
+    for key in ("observed", "target"):  # (N, T, J, 2)
+        flipped = batch[key][:, :, perm] * torch.tensor([-1.0, 1.0])
+        out[key] = torch.where(which[:, None, None, None], flipped, batch[key])
+    out["visible"] = torch.where(which[:, None, None], batch["visible"][:, :, perm], batch["visible"])
+    return out
+
+
 class PoseBatches(torch.utils.data.Dataset):
     """Item i = the i-th batch of windows this rank draws (pure function of seed, i, rank)."""
 
-    def __init__(self, windows: PoseWindows, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, windows: PoseWindows, batch_size: int, seed: int, rank: int = 0, world: int = 1,
+                 mirror: bool = True) -> None:
         if batch_size % world:
             raise UserError(f"train.batch_size ({batch_size}) must be divisible by the number of processes ({world})")
         self.windows, self.per_rank, self.seed, self.rank = windows, batch_size // world, seed, rank
         self.indices = np.arange(len(windows))[rank::world]
+        self.mirror = mirror
 
     def __len__(self) -> int:
         return 1 << 62
@@ -147,7 +165,10 @@ class PoseBatches(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index, self.rank])
         items = [self.windows[int(i)] for i in rng.choice(self.indices, self.per_rank)]
-        return {k: torch.stack([it[k] for it in items]) for k in ("observed", "target", "visible")}
+        batch = {k: torch.stack([it[k] for it in items]) for k in ("observed", "target", "visible")}
+        if self.mirror:
+            batch = mirror_poses(batch, torch.from_numpy(rng.random(self.per_rank) < 0.5))
+        return batch
 
 
 def pose_sequences(cfg: PoseExperimentConfig) -> tuple[PennActionDataset, list[str], list[str]]:
@@ -187,7 +208,7 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
         modules={"pose_lstm": model},
         optimizers={"pose_lstm": torch.optim.Adam(model.parameters(), lr=cfg.train.lr)},
         loss=PoseLoss(wrap(model, info, device), m.horizon),
-        dataset=PoseBatches(windows, cfg.train.batch_size, cfg.train.seed, info.rank, info.world),
+        dataset=PoseBatches(windows, cfg.train.batch_size, cfg.train.seed, info.rank, info.world, cfg.data.mirror),
         to_device=batch_to_device,
         validate=validate,
         summary={
