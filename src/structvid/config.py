@@ -256,7 +256,7 @@ class PoseLSTMConfig:
 
 @dataclass
 class PoseDataConfig:
-    root: str = "../shared/data/penn_action"  # holds labels/NNNN.mat
+    root: str = "data/penn_action"  # holds labels/NNNN.mat
     actions: list[str] = field(default_factory=list)  # empty: the paper's 8 actions
     split: str = "train"  # official flag: train | test | all
     val_fraction: float = 0.1  # sequences held out of the split for validation
