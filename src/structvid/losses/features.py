@@ -225,8 +225,14 @@ def build_feature_loss(cfg: LossConfig, extra_extractors: Iterable[nn.Module] | 
     if not cfg.feat_vgg_weights:
         raise UserError(
             "loss.feat > 0 (the §7.3 feature loss) needs ImageNet VGG16 weights: set loss.feat_vgg_weights=PATH "
-            f"to torchvision's vgg16-397923af.pth ({VGG16_URL}) or a safetensors conversion of it"
+            f"to torchvision's vgg16-397923af.pth ({VGG16_URL}) or a safetensors conversion of it, or "
+            "loss.feat_vgg_weights=download to fetch and verify it into the cache"
         )
     if cfg.feat_crop < MIN_VGG_CROP:
         raise UserError(f"loss.feat_crop must be >= {MIN_VGG_CROP}, got {cfg.feat_crop}")
-    return FeatureLoss([load_vgg16(cfg.feat_vgg_weights), *(extra_extractors or ())], crop=cfg.feat_crop)
+    weights = cfg.feat_vgg_weights
+    if weights == "download":
+        from structvid.io.download import fetch
+
+        weights = fetch("vgg16")
+    return FeatureLoss([load_vgg16(weights), *(extra_extractors or ())], crop=cfg.feat_crop)
