@@ -61,19 +61,21 @@ def _timed(fn, device: torch.device, reps: int) -> float:
 
 
 def bench_forecast(width: int = 64, resolution: int = 64, batch: int = 32, steps: int = 3, device: str = "auto",
-                   precision: str = "fp32", joints: int = 13) -> dict:
+                   precision: str = "fp32", joints: int = 13, channels_last: bool = True) -> dict:
     dev = pick_device(device)
     prec = resolve_precision(precision, dev)
     torch.manual_seed(0)
     gcfg = ForecasterConfig(resolution=resolution, base_width=width, motion_channels=joints)
     dcfg = CriticConfig(resolution=resolution, base_width=width, motion_channels=joints)
-    g, d = Forecaster(gcfg).to(dev), ImageCritic(dcfg).to(dev)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format  # as in training (train.channels_last)
+    g, d = Forecaster(gcfg).to(dev, memory_format=fmt), ImageCritic(dcfg).to(dev, memory_format=fmt)
     loss = ForecastLoss(g, d, LossConfig(), critic_steps=1)
     opt_g = torch.optim.Adam(g.parameters(), lr=1e-4, betas=(0.0, 0.9))
     opt_d = torch.optim.Adam(d.parameters(), lr=1e-4, betas=(0.0, 0.9))
     img = lambda: torch.rand(batch, 3, resolution, resolution, device=dev) * 2 - 1  # noqa: E731
     mot = lambda: torch.rand(batch, joints, resolution, resolution, device=dev)  # noqa: E731
     b = {"image_t": img(), "motion_t": mot(), "image_tk": img(), "motion_tk": mot()}
+    b = {k: v.contiguous(memory_format=fmt) for k, v in b.items()}
 
     def train_iteration() -> None:
         for phase, module, opt in (("critic", d, opt_d), ("generator", g, opt_g)):
@@ -109,6 +111,7 @@ def bench_forecast(width: int = 64, resolution: int = 64, batch: int = 32, steps
         "bench": "forecast",
         "device": str(dev) if dev.type != "cpu" else f"cpu ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})",
         "precision": prec,
+        "channels_last": channels_last,
         "width": width,
         "resolution": resolution,
         "batch": batch,

@@ -412,11 +412,12 @@ def bench() -> None:
 @click.option("--steps", type=int, default=3, show_default=True, help="Timed training steps.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
-def bench_forecast_cmd(width, resolution, batch, steps, device, precision) -> None:
+@click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="NHWC memory format.")
+def bench_forecast_cmd(width, resolution, batch, steps, device, precision, channels_last) -> None:
     """G_M GFLOP/frame, training samples/s, inference frames/s, GFLOP/s vs this machine's GEMM, peak memory."""
     from structvid.bench import bench_forecast, print_report
 
-    print_report(bench_forecast(width, resolution, batch, steps, device, precision))
+    print_report(bench_forecast(width, resolution, batch, steps, device, precision, channels_last=channels_last))
 
 
 @bench.command("puppet")

@@ -52,7 +52,7 @@ class ImageToVideoPipeline:
                  device: torch.device | str = "cpu", chunk: int = 16) -> None:
         self.device = torch.device(device)
         self.pose_model = None if pose_model is None else pose_model.to(self.device).eval()
-        self.forecaster = forecaster.to(self.device).eval()
+        self.forecaster = forecaster.to(self.device, memory_format=torch.channels_last).eval()  # faster convs
         self.structure = structure or JointHeatmaps(num_joints=forecaster.config.motion_channels)
         self.crop_margin = crop_margin
         self.refiner = refiner

@@ -37,11 +37,18 @@ def batch_to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dic
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def images_channels_last(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Like `batch_to_device`, with (N, C, H, W) tensors in channels-last (NHWC) memory format."""
+    return {k: v.to(device, non_blocking=True, memory_format=torch.channels_last) if v.dim() == 4
+            else v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 def forecast_task(cfg: ExperimentConfig, device: torch.device, info: DistInfo) -> Task:
     """G_M + D_I with Eq. 9-14 (§5.2), Adam(lr, betas) for both (§7.1)."""
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
-    generator = Forecaster(cfg.model).to(device)
-    critic = ImageCritic(cfg.critic).to(device)
+    fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    generator = Forecaster(cfg.model).to(device, memory_format=fmt)
+    critic = ImageCritic(cfg.critic).to(device, memory_format=fmt)
     sampler = ClipSampler(cfg.data)
     loss = ForecastLoss(wrap(generator, info, device), wrap(critic, info, device), cfg.loss, cfg.train.critic_steps)
     t = cfg.train
@@ -71,7 +78,7 @@ def forecast_task(cfg: ExperimentConfig, device: torch.device, info: DistInfo) -
         optimizers=optimizers,
         loss=loss,
         dataset=dataset,
-        to_device=batch_to_device,
+        to_device=images_channels_last if cfg.train.channels_last else batch_to_device,
         sample_grid=sample_grid,
         num_workers=cfg.data.num_workers,
     )
