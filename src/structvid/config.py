@@ -78,21 +78,27 @@ class LossConfig:
 
 
 @dataclass
-class TrainConfig:
+class LoopConfig:
+    """What every training run shares (the loop in training/loop.py)."""
+
     steps: int = 100_000  # generator steps
     batch_size: int = 32  # §7.1
     lr: float = 1e-4  # §7.1
-    betas: tuple[float, float] = (0.0, 0.9)  # §7.1
-    # §7.1 does not say how many critic updates precede each generator update; WGAN-GP's default is 5.
-    critic_steps: int = 5
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast)
-    channels_last: bool = True  # NHWC memory format: ~1.2x faster convolutions on CPU (structvid bench forecast)
     checkpoint_every: int = 1000
     log_every: int = 50
     sample_every: int = 500
     keep_checkpoints: int = 2
+
+
+@dataclass
+class TrainConfig(LoopConfig):
+    betas: tuple[float, float] = (0.0, 0.9)  # §7.1
+    # §7.1 does not say how many critic updates precede each generator update; WGAN-GP's default is 5.
+    critic_steps: int = 5
+    channels_last: bool = True  # NHWC memory format: ~1.2x faster convolutions on CPU (structvid bench forecast)
 
 
 @dataclass
@@ -266,16 +272,10 @@ class PoseDataConfig:
 
 
 @dataclass
-class PoseTrainConfig:
+class PoseTrainConfig(LoopConfig):
     steps: int = 20_000
     batch_size: int = 64
     lr: float = 1e-3
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "fp32"
-    checkpoint_every: int = 1000
-    log_every: int = 50
-    keep_checkpoints: int = 2
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from structvid.config import ExperimentConfig, PoseExperimentConfig, save_yaml
+from structvid.config import ExperimentConfig, LoopConfig, PoseExperimentConfig, save_yaml
 from structvid.data.clips import ClipSampler, ForecastBatches
 from structvid.data.penn_action import PennActionDataset
 from structvid.data.pose_windows import PoseWindows, select_actions, split_sequences
@@ -84,12 +84,11 @@ def forecast_task(cfg: ExperimentConfig, device: torch.device, info: DistInfo) -
     )
 
 
-def settings_from(train_cfg: Any, precision: str, progress: bool) -> LoopSettings:
+def settings_from(train_cfg: LoopConfig, precision: str, progress: bool) -> LoopSettings:
     return LoopSettings(
         steps=train_cfg.steps, seed=train_cfg.seed, precision=precision,
         checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
-        sample_every=getattr(train_cfg, "sample_every", train_cfg.checkpoint_every),
-        keep_checkpoints=train_cfg.keep_checkpoints, progress=progress,
+        sample_every=train_cfg.sample_every, keep_checkpoints=train_cfg.keep_checkpoints, progress=progress,
     )
 
 
