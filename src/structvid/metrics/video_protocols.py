@@ -45,8 +45,8 @@ from tqdm import tqdm
 
 from structvid.config import DataConfig
 from structvid.data.clips import ClipSampler
-from structvid.data.pose_windows import fill_invisible
 from structvid.errors import UserError
+from structvid.models.pose_lstm import forecast_poses
 from structvid.io.files import atomic_path, atomic_write_text
 from structvid.metrics import registry
 from structvid.structure.base import Structure
@@ -81,20 +81,6 @@ def generate(pipe: Any, structure: Structure, image: np.ndarray, image_joints: n
     all_joints = np.concatenate([np.asarray(image_joints)[None], np.asarray(joints)]).astype(np.float32)
     maps = structure.render(torch.from_numpy(all_joints), s, s)
     return np.asarray(pipe(image, motion_maps=maps[1:], image_motion=maps[:1]).frames)
-
-
-def forecast_poses(predictor: Predictor, observed: np.ndarray, horizon: int) -> np.ndarray:
-    """Run a pose predictor on one sequence: observed (T_obs, J, 3) -> (horizon, J, 3), visibility 1."""
-    obs = np.asarray(observed, np.float64).copy()
-    bad = ~np.isfinite(obs[..., :2])
-    if bad.any():
-        obs[..., :2][bad] = fill_invisible(obs)[bad]
-    pred = predictor(obs[None], horizon)
-    pred = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
-    want = (1, horizon, obs.shape[1])
-    if pred.ndim != 4 or pred.shape[:3] != want or pred.shape[3] < 2 or not np.isfinite(pred[..., :2]).all():
-        raise ValueError(f"pose predictor must return finite (1, {horizon}, {obs.shape[1]}, 2) poses, got {pred.shape}")
-    return np.concatenate([pred[0, ..., :2], np.ones((horizon, obs.shape[1], 1))], -1).astype(np.float32)
 
 
 def joint_motion(joints: np.ndarray) -> float:

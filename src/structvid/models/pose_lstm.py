@@ -20,7 +20,7 @@ A training step is ``pose_loss(model(batch["observed"], K), batch["target"], bat
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from structvid.config import PoseLSTMConfig
 from structvid.data.pose_windows import check_joints, fill_invisible, normalization, pose_box
 from structvid.errors import UserError
 
-__all__ = ["PoseLSTM", "pose_lstm_predictor"]
+__all__ = ["PoseLSTM", "pose_lstm_predictor", "forecast_poses"]
 
 
 class PoseLSTM(nn.Module):
@@ -112,3 +112,17 @@ def pose_lstm_predictor(
         return norm.invert(np.concatenate(out))
 
     return predict
+
+
+def forecast_poses(predictor: Callable[[np.ndarray, int], Any], observed: np.ndarray, horizon: int) -> np.ndarray:
+    """Run a pose predictor on one sequence: observed (T_obs, J, 3) -> (horizon, J, 3), visibility 1."""
+    obs = np.asarray(observed, np.float64).copy()
+    bad = ~np.isfinite(obs[..., :2])
+    if bad.any():
+        obs[..., :2][bad] = fill_invisible(obs)[bad]
+    pred = predictor(obs[None], horizon)
+    pred = pred.detach().cpu().numpy() if isinstance(pred, torch.Tensor) else np.asarray(pred)
+    want = (1, horizon, obs.shape[1])
+    if pred.ndim != 4 or pred.shape[:3] != want or pred.shape[3] < 2 or not np.isfinite(pred[..., :2]).all():
+        raise ValueError(f"pose predictor must return finite (1, {horizon}, {obs.shape[1]}, 2) poses, got {pred.shape}")
+    return np.concatenate([pred[0, ..., :2], np.ones((horizon, obs.shape[1], 1))], -1).astype(np.float32)

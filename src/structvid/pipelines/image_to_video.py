@@ -25,7 +25,7 @@ from structvid.data.clips import apply_affine, crop_affine, crop_frame, person_b
 from structvid.errors import UserError
 from structvid.io.images import to_tensor, to_uint8
 from structvid.models.forecaster import Forecaster
-from structvid.models.pose_lstm import PoseLSTM, pose_lstm_predictor
+from structvid.models.pose_lstm import PoseLSTM, forecast_poses, pose_lstm_predictor
 from structvid.models.saving import load_pretrained
 from structvid.structure.base import Structure
 from structvid.structure.heatmaps import JointHeatmaps
@@ -82,8 +82,7 @@ class ImageToVideoPipeline:
         """G_C: (T_obs, J, 3) observed poses in pixels -> (num_frames, J, 3) forecast poses (visibility 1)."""
         if self.pose_model is None:
             raise UserError("no pose model attached (use load_pose_model or --pose-checkpoint)")
-        pred = pose_lstm_predictor(self.pose_model, self.device)(np.asarray(observed)[None], num_frames)[0]
-        return np.concatenate([pred, np.ones((*pred.shape[:2], 1))], axis=-1).astype(np.float32)
+        return forecast_poses(pose_lstm_predictor(self.pose_model, self.device), observed, num_frames)
 
     def prepare(self, image: np.ndarray, poses: np.ndarray, image_pose: np.ndarray | None = None,
                 crop: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
