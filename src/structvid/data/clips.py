@@ -24,6 +24,7 @@ from torch import Tensor
 from structvid.config import DataConfig
 from structvid.data.penn_action import PennActionDataset
 from structvid.errors import UserError
+from structvid.io.images import to_tensor
 from structvid.structure.base import Structure
 from structvid.structure.heatmaps import JointHeatmaps
 
@@ -145,13 +146,10 @@ class ClipSampler:
     def to_batch(self, img_t: np.ndarray, j_t: np.ndarray, img_tk: np.ndarray, j_tk: np.ndarray) -> dict[str, Tensor]:
         size = self.cfg.image_size
 
-        def images(x: np.ndarray) -> Tensor:  # (N, S, S, 3) uint8 -> (N, 3, S, S) in [-1, 1]
-            return torch.from_numpy(x).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
         def maps(j: np.ndarray) -> Tensor:  # (N, J, 3) -> (N, J, S, S)
             return self.structure.render(torch.from_numpy(j), size, size)
 
-        return {"image_t": images(img_t), "motion_t": maps(j_t), "image_tk": images(img_tk), "motion_tk": maps(j_tk),
+        return {"image_t": to_tensor(img_t), "motion_t": maps(j_t), "image_tk": to_tensor(img_tk), "motion_tk": maps(j_tk),
                 "joints_t": torch.from_numpy(j_t), "joints_tk": torch.from_numpy(j_tk)}  # (N, J, 3) output pixels
 
 
