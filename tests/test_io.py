@@ -15,7 +15,8 @@ from structvid.errors import UserError
 from structvid.io import images, poses, video
 from structvid.io.images import load_image, make_grid, save_image, to_tensor, to_uint8
 from structvid.io.poses import load_poses, save_poses
-from structvid.io.video import heatmap_to_rgb, read_video, side_by_side, write_video
+from structvid.io.images import heatmap_to_rgb
+from structvid.io.video import read_video, side_by_side, write_video
 
 
 def smooth_clip(t: int = 8, size: int = 64) -> np.ndarray:

@@ -8,7 +8,10 @@ from structvid.io.poses import save_poses
 from tests.test_cli import run_cli, trained  # noqa: F401 - reuse the tiny G_M fixture
 
 TINY_POSE = ["model.hidden_size=16", "model.num_layers=1", "model.horizon=4", "train.steps=4", "train.batch_size=8",
-             "train.checkpoint_every=2", "train.log_every=2", "train.device=cpu", "data.actions=[baseball_pitch]"]
+             "train.checkpoint_every=2", "train.log_every=2", "train.device=cpu", "data.actions=[baseball_pitch]",
+             # the training options beyond the paper's defaults, exercised end to end
+             "data.extra_train_actions=[jump_rope]", "data.speed=[0.8,1.25]", "train.loss=l2",
+             "train.lr_schedule=cosine", "train.grad_clip=1.0"]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +24,7 @@ def pose_run(tmp_path_factory, shared_data):
 
 def test_train_poses_writes_counts_and_validation(pose_run):
     summary = json.loads((pose_run / "data.json").read_text())
-    assert summary["train_sequences"] > 0 and summary["val_sequences"] > 0
+    assert summary["train_sequences"] > 0 and summary["val_sequences"] > 0 and summary["extra_train_sequences"] > 0
     assert summary["skipped_short"] == len(summary["skipped_names"])
     rows = [json.loads(line) for line in (pose_run / "metrics.jsonl").read_text().splitlines()]
     assert any("val/lstm@4" in r and "val/zero_velocity@4" in r for r in rows)

@@ -131,6 +131,20 @@ def test_loss_hand_computed_and_ignores_invisible() -> None:
     assert torch.isfinite(pred.grad).all() and pred.grad[0, 1, 1].abs().sum() == 0
 
 
+def test_l2_loss_hand_computed_and_finite_gradient_at_zero() -> None:
+    pred = torch.zeros(1, 2, 2, 2)
+    target = torch.tensor([[[[3.0, 4.0], [1.0, 0.0]], [[0.0, 2.0], [100.0, float("nan")]]]])
+    visible = torch.tensor([[[True, True], [True, False]]])
+    # visible distances: 5, 1, 2 -> mean 8/3 (the squared loss would give 10)
+    assert pose_loss(pred, target, visible, "l2").item() == pytest.approx(8 / 3)
+    exact = target.nan_to_num().clone().requires_grad_(True)  # zero error everywhere visible
+    loss = pose_loss(exact, target, visible, "l2")
+    loss.backward()
+    assert loss.item() == pytest.approx(0.0, abs=1e-5) and torch.isfinite(exact.grad).all()
+    with pytest.raises(ValueError, match="unknown pose loss"):
+        pose_loss(pred, target, visible, "huber")
+
+
 def test_loss_all_invisible_is_zero() -> None:
     pred = torch.randn(2, 3, 13, 2, requires_grad=True)
     loss = pose_loss(pred, torch.randn(2, 3, 13, 2), torch.zeros(2, 3, 13, dtype=torch.bool))
@@ -171,6 +185,11 @@ def test_fill_invisible_carries_last_visible() -> None:
     out = fill_invisible(j, fallback=np.array([9.0, 9.0]))
     np.testing.assert_array_equal(out[:, 0], [[1, 1], [1, 1], [1, 1], [1, 1]])
     np.testing.assert_array_equal(out[:, 1], np.full((4, 2), 9.0))
+    # keep_stored: invisible joints keep finite stored coordinates; only non-finite ones are filled
+    j[2, 0, :2] = np.nan
+    kept = fill_invisible(j, fallback=np.array([9.0, 9.0]), keep_stored=True)
+    np.testing.assert_array_equal(kept[:, 0], [[0, 0], [1, 1], [1, 1], [3, 3]])
+    np.testing.assert_array_equal(kept[:, 1], np.full((4, 2), 5.0))
 
 
 # ---------------------------------------------------------------- windows, splits
@@ -193,13 +212,54 @@ def test_windows_items_and_skipped() -> None:
     px = denormalize(item["target"][None], norm)[0]
     truth = seqs[0].joints[10:42, :, :2]
     np.testing.assert_allclose(px, truth, atol=1e-3)
-    # observed invisible joints carry the last visible position
+    # by default observed invisible joints keep their stored (annotated) position ...
     obs_vis = item["observed_visible"].numpy()
     obs = item["observed"].numpy()
     t, j = np.argwhere(~obs_vis[1:])[0] + [1, 0]
-    if obs_vis[:t, j].any():
-        last = np.flatnonzero(obs_vis[:t, j])[-1]
-        np.testing.assert_array_equal(obs[t, j], obs[last, j])
+    stored = norm.apply(seqs[0].joints[None, :10, :, :2])[0]
+    np.testing.assert_allclose(obs[t, j], stored[t, j], atol=1e-5)
+    # ... and with invisible="carry" the last visible one
+    carried = PoseWindows(seqs, observed=10, horizon=32, stride=4, invisible="carry")[0]["observed"].numpy()
+    assert obs_vis[:t, j].any()
+    last = np.flatnonzero(obs_vis[:t, j])[-1]
+    np.testing.assert_array_equal(carried[t, j], carried[last, j])
+    assert not np.allclose(carried[t, j], obs[t, j])
+    with pytest.raises(UserError, match="invisible"):
+        PoseWindows(seqs, invisible="zero")
+
+
+def test_windows_speed_resamples_in_time() -> None:
+    # joint x moves 1 px per frame: at speed s consecutive window frames are s px apart
+    T = 80
+    x = np.tile(100.0 + np.arange(T, dtype=np.float64)[:, None], (1, 13)) + np.arange(13)[None] * 3
+    y = np.tile(50.0 + np.arange(13, dtype=np.float64)[None] * 7, (T, 1))
+    vis = np.ones((T, 13), np.uint8)
+    vis[21, 0] = 0  # joint 0 invisible at frame 21 only
+    seq = PennSequence("lin", "golf_swing", "front", x, y, vis, np.tile([0.0, 0, 300, 300], (T, 1)), (300, 300, T), 1)
+    ds = PoseWindows([seq], observed=10, horizon=32, stride=1, invisible="carry")
+    from structvid.data.pose_windows import PoseNorm
+
+    def pixels(item):
+        norm = PoseNorm(item["center"].numpy(), item["scale"].numpy())
+        return denormalize(item["target"][None], norm)[0]
+
+    base = ds.window(0, 1.0)
+    for k in base:
+        assert torch.equal(base[k], ds[0][k])
+    fast = ds.window(0, 1.5)  # target frame k sits at time 1.5 * (10 + k)
+    np.testing.assert_allclose(pixels(fast)[:, 0, 0], 100 + 1.5 * (10 + np.arange(32)), atol=1e-3)
+    np.testing.assert_allclose(pixels(fast)[:, 5, 1], 50 + 35, atol=1e-3)
+    # time 21 (k=4 at 1.5x lands on 21.0 exactly: invisible) and 20.5 / 21.5 (k interpolating with 21: invisible)
+    vis_fast = fast["visible"].numpy()
+    t = 1.5 * (10 + np.arange(32))
+    assert not vis_fast[np.flatnonzero(np.abs(t - 21) < 1)[0], 0] and vis_fast[:, 1].all()
+    # a window near the end plays as fast as asked by starting earlier, and never runs past the last frame
+    last_start = len(ds) - 1
+    late = ds.window(last_start, 1.5)
+    assert pixels(late)[-1, 0, 0] == pytest.approx(100 + T - 1, abs=1e-3)
+    np.testing.assert_allclose(np.diff(pixels(late)[:, 0, 0]), 1.5, atol=1e-3)
+    # too fast for the whole sequence: the fastest speed that fits
+    assert pixels(ds.window(0, 5.0))[-1, 0, 0] == pytest.approx(100 + T - 1, abs=1e-3)
 
 
 def test_windows_bad_joints_raise() -> None:
@@ -236,6 +296,7 @@ def test_select_actions_and_from_dataset(shared_data) -> None:
     assert [s.name for s in select_actions(seqs, ["bowl"])] == ["b"]
     with pytest.raises(UserError, match="unknown"):
         select_actions(seqs, ["cartwheel"])
+    assert [s.name for s in select_actions(seqs, ["all"])] == ["g", "b"]
     ds = PennActionDataset(shared_data / "penn_action", actions=["jump_rope"])
     assert select_actions(ds) == ds.names
     windows = PoseWindows.from_dataset(ds, ds.names[:3], observed=10, horizon=32, stride=8)
@@ -249,8 +310,13 @@ def test_pixel_predictor_matches_training_preparation() -> None:
     model = PoseLSTM(PoseLSTMConfig(hidden_size=16, num_layers=1))
     pred = pose_lstm_predictor(model, batch_size=2)(obs, 7)
     assert pred.shape == (3, 7, 13, 2)
-    # untrained residual model = last observed pose, with invisible joints filled by their last visible spot
+    # untrained residual model = last observed pose: with invisible="stored" exactly the zero-velocity
+    # baseline (stored coordinates of invisible joints included) ...
+    np.testing.assert_allclose(pred, zero_velocity(obs, 7), atol=1e-3)
+    # ... and with "carry", invisible joints filled by their last visible spot
+    carry = PoseLSTM(PoseLSTMConfig(hidden_size=16, num_layers=1, invisible="carry"))
     expected = zero_velocity(fill_invisible(obs), 7)
-    np.testing.assert_allclose(pred, expected, atol=1e-3)
+    np.testing.assert_allclose(pose_lstm_predictor(carry)(obs, 7), expected, atol=1e-3)
+    assert not np.allclose(pred, expected, atol=1e-3)
     with pytest.raises(UserError, match="at least 10"):
         pose_lstm_predictor(model)(obs[:, :5], 7)

@@ -99,3 +99,39 @@ def test_ddp_two_gloo_processes_keep_identical_parameters(tmp_path, tiny_config)
 
     init = dict(Forecaster(cfg.model).named_parameters())
     assert any(not torch.equal(init[k], r0["generator"][k]) for k in init)
+
+
+def test_cosine_schedule_and_clipping_resume_exactly(tmp_path, tiny_config):
+    import json
+
+    from structvid.training.loop import lr_factor
+
+    assert lr_factor("constant", 3, 4) == 1.0
+    assert lr_factor("cosine", 0, 4) == 1.0 and lr_factor("cosine", 2, 4) == pytest.approx(0.5)
+    assert lr_factor("cosine", 4, 4) == pytest.approx(0.0, abs=1e-12)
+    opts = ("train.lr_schedule=cosine", "train.grad_clip=0.001")
+    train_forecaster(tiny_config(*opts), tmp_path / "a", progress=False)
+    # the same 4-step run, interrupted after step 2: resuming must follow the 4-step schedule exactly
+    train_forecaster(tiny_config(*opts), tmp_path / "b", progress=False)
+    latest = tmp_path / "b" / "latest.json"
+    latest.write_text(latest.read_text().replace("step_00000004", "step_00000002"))
+    train_forecaster(tiny_config(*opts), tmp_path / "b", resume=True, progress=False)
+    _assert_same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    # the last step (index 3 of 4) ran at initial_lr * lr_factor(3)
+    state = torch.load(latest_checkpoint(tmp_path / "a") / "state.pt", weights_only=True)
+    group = state["optimizers"]["generator"]["param_groups"][0]
+    assert group["lr"] == pytest.approx(group["initial_lr"] * lr_factor("cosine", 3, 4))
+    # clipping and the schedule both change the result (each comparison can fail)
+    train_forecaster(tiny_config("train.lr_schedule=cosine"), tmp_path / "c", progress=False)
+    train_forecaster(tiny_config("train.grad_clip=0.001"), tmp_path / "d", progress=False)
+    for other in ("c", "d"):
+        with pytest.raises(AssertionError):
+            _assert_same(_weights(tmp_path / "a"), _weights(tmp_path / other))
+    assert json.loads(latest.read_text())
+
+
+def test_bad_schedule_is_a_user_error(tmp_path, tiny_config):
+    from structvid.errors import UserError
+
+    with pytest.raises(UserError, match="lr_schedule"):
+        train_forecaster(tiny_config("train.lr_schedule=linear"), tmp_path / "x", progress=False)

@@ -112,7 +112,8 @@ def _write_outputs(out, mp4: Path, fps: float, panel: bool, observed=None) -> li
 
     from structvid.data.clips import apply_affine
     from structvid.data.skeleton import draw_skeleton
-    from structvid.io.video import heatmap_to_rgb, side_by_side, write_video
+    from structvid.io.images import heatmap_to_rgb
+    from structvid.io.video import side_by_side, write_video
 
     written = []
     write_video(mp4, out.frames, fps)

@@ -91,6 +91,8 @@ class LoopConfig:
     log_every: int = 50
     sample_every: int = 500
     keep_checkpoints: int = 2
+    lr_schedule: str = "constant"  # constant | cosine (decay to 0 at `steps`; a pure function of the step)
+    grad_clip: float = 0.0  # clip each update's gradient norm to this (0: off)
 
 
 @dataclass
@@ -259,16 +261,26 @@ class PoseLSTMConfig:
     horizon: int = 32  # K at training time (32 Penn Action, 64 Human3.6M)
     residual: bool = True  # decoder predicts the change from the previous pose (see pose_lstm.py)
     velocity_input: bool = True  # feed [pose, pose - previous pose] (see pose_lstm.py)
+    # invisible observed joints: "stored" keeps their annotated (finite) coordinates, "carry" replaces
+    # them by the last visible position (see data/pose_windows.py fill_invisible)
+    invisible: str = "stored"
+    dropout: float = 0.0  # between stacked LSTM layers (nn.LSTM's dropout; needs num_layers >= 2)
 
 
 @dataclass
 class PoseDataConfig:
     root: str = "data/penn_action"  # holds labels/NNNN.mat
-    actions: list[str] = field(default_factory=list)  # empty: the paper's 8 actions
+    actions: list[str] = field(default_factory=list)  # empty: the paper's 8 actions; [all]: all 15
     split: str = "train"  # official flag: train | test | all
     val_fraction: float = 0.1  # sequences held out of the split for validation
     stride: int = 4  # training windows start every `stride` frames
     mirror: bool = True  # augmentation: mirror half the windows (negate x, swap left/right joints)
+    # augmentation: play each window at a speed drawn log-uniformly from this range (1.0, 1.0: off),
+    # resampling the joints linearly in time (see PoseWindows.window)
+    speed: tuple[float, float] = (1.0, 1.0)
+    # actions whose sequences (all of them in `split`) are added to the training windows only; validation
+    # stays on the held-out sequences of `actions` ([all]: every action not in `actions`)
+    extra_train_actions: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -276,6 +288,7 @@ class PoseTrainConfig(LoopConfig):
     steps: int = 20_000
     batch_size: int = 64
     lr: float = 1e-3
+    loss: str = "squared"  # squared (Eq. 5) | l2 (unsquared distance, see losses/pose.py)
 
 
 @dataclass
@@ -292,4 +305,11 @@ class PoseExperimentConfig:
             raise UserError(f"model.horizon must be >= 1, got {self.model.horizon}", source)
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise UserError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}", source)
+        lo, hi = self.data.speed
+        if not 0.0 < lo <= hi:
+            raise UserError(f"data.speed must be a range 0 < low <= high, got {self.data.speed}", source)
+        if not 0.0 <= self.model.dropout < 1.0:
+            raise UserError(f"model.dropout must be in [0, 1), got {self.model.dropout}", source)
+        if self.train.loss not in ("squared", "l2"):
+            raise UserError(f"train.loss must be squared or l2, got {self.train.loss!r}", source)
         return self

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -18,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from structvid.errors import UserError
 from structvid.io.files import atomic_path
 
-__all__ = ["load_image", "save_image", "to_tensor", "to_uint8", "make_grid", "center_square"]
+__all__ = ["load_image", "save_image", "to_tensor", "to_uint8", "make_grid", "center_square", "heatmap_to_rgb"]
 
 
 def _check_rgb_uint8(array: np.ndarray, what: str = "image") -> np.ndarray:
@@ -119,3 +120,18 @@ def make_grid(images: Sequence[np.ndarray] | np.ndarray, ncols: int, pad: int = 
         y, x = pad + r * (h + pad), pad + c * (w + pad)
         grid[y : y + h, x : x + w] = img
     return grid
+
+
+def heatmap_to_rgb(maps: np.ndarray | torch.Tensor, cmap: str = "inferno") -> np.ndarray:
+    """Float maps (T, C, H, W) in [0, 1] -> uint8 (T, H, W, 3): max over C, then a colormap.
+
+    Values are clipped to [0, 1] first; NaN counts as 0.
+    """
+    if isinstance(maps, torch.Tensor):
+        maps = maps.detach().float().cpu().numpy()
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 4:
+        raise ValueError(f"expected (T, C, H, W) maps, got shape {maps.shape}")
+    m = np.clip(np.nan_to_num(maps.max(axis=1), nan=0.0), 0.0, 1.0)
+    rgba = matplotlib.colormaps[cmap](m, bytes=True)  # (T, H, W, 4) uint8
+    return np.ascontiguousarray(rgba[..., :3])

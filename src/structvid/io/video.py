@@ -12,7 +12,6 @@ from typing import Sequence
 import av
 from av.codec.context import Flags
 import cv2
-import matplotlib
 import numpy as np
 import torch
 from PIL import Image
@@ -20,7 +19,7 @@ from PIL import Image
 from structvid.errors import UserError
 from structvid.io.files import atomic_path
 
-__all__ = ["write_video", "read_video", "side_by_side", "heatmap_to_rgb"]
+__all__ = ["write_video", "read_video", "side_by_side"]
 
 MP4_CRF = 18  # visually near-lossless for libx264
 MP4_QSCALE = 2  # fallback mpeg4 encoder: 2 is its best practical quality
@@ -163,18 +162,3 @@ def side_by_side(
         columns.append(np.concatenate([cap, frames], axis=1))
         columns.append(np.zeros((t, height + cap_h, gap, 3), np.uint8))
     return np.ascontiguousarray(np.concatenate(columns[:-1], axis=2))
-
-
-def heatmap_to_rgb(maps: np.ndarray | torch.Tensor, cmap: str = "inferno") -> np.ndarray:
-    """Float maps (T, C, H, W) in [0, 1] -> uint8 (T, H, W, 3): max over C, then a colormap.
-
-    Values are clipped to [0, 1] first; NaN counts as 0.
-    """
-    if isinstance(maps, torch.Tensor):
-        maps = maps.detach().float().cpu().numpy()
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim != 4:
-        raise ValueError(f"expected (T, C, H, W) maps, got shape {maps.shape}")
-    m = np.clip(np.nan_to_num(maps.max(axis=1), nan=0.0), 0.0, 1.0)
-    rgba = matplotlib.colormaps[cmap](m, bytes=True)  # (T, H, W, 4) uint8
-    return np.ascontiguousarray(rgba[..., :3])

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from structvid.config import PoseLSTMConfig
-from structvid.data.pose_windows import check_joints, fill_invisible, normalization, pose_box
+from structvid.data.pose_windows import INVISIBLE_INPUTS, check_joints, fill_invisible, prepare_observed
 from structvid.errors import UserError
 
 __all__ = ["PoseLSTM", "pose_lstm_predictor", "forecast_poses"]
@@ -40,11 +40,14 @@ class PoseLSTM(nn.Module):
         super().__init__()
         if cfg.num_joints < 1 or cfg.hidden_size < 1 or cfg.num_layers < 1 or cfg.observed < 1:
             raise UserError(f"invalid pose LSTM config {cfg}")
+        if cfg.invisible not in INVISIBLE_INPUTS:
+            raise UserError(f"pose LSTM config: invisible must be one of {INVISIBLE_INPUTS}, got {cfg.invisible!r}")
         self.config = cfg
         dim = 2 * cfg.num_joints
         in_dim = 2 * dim if cfg.velocity_input else dim
-        self.encoder = nn.LSTM(in_dim, cfg.hidden_size, cfg.num_layers, batch_first=True)  # Eq. 3
-        self.decoder = nn.LSTM(in_dim, cfg.hidden_size, cfg.num_layers, batch_first=True)
+        drop = cfg.dropout if cfg.num_layers > 1 else 0.0
+        self.encoder = nn.LSTM(in_dim, cfg.hidden_size, cfg.num_layers, batch_first=True, dropout=drop)  # Eq. 3
+        self.decoder = nn.LSTM(in_dim, cfg.hidden_size, cfg.num_layers, batch_first=True, dropout=drop)
         self.project = nn.Linear(cfg.hidden_size, dim)  # w of Eq. 4
         if cfg.residual:  # start from zero displacement: an untrained model is the zero-velocity baseline
             nn.init.zeros_(self.project.weight)
@@ -89,15 +92,14 @@ def pose_lstm_predictor(
     """Wrap `model` as a pixel-space predictor for `structvid.metrics.pose.evaluate_pose_protocol`.
 
     The returned callable maps observed (N, T_obs, J, 3) [x, y, vis] pixels and K to (N, K, J, 2)
-    pixels, applying exactly the training-time preparation of `PoseWindows` (fill invisible joints,
-    normalise by the observed poses' box) and its inverse. Runs in eval mode without gradients.
+    pixels, applying exactly the training-time preparation of `PoseWindows` (`prepare_observed`: fill
+    invisible joints as ``model.config.invisible`` says, normalise by the observed poses' box) and its inverse. Runs in eval mode without gradients.
     """
     dev = torch.device(device) if device is not None else next(model.parameters()).device
 
     def predict(observed: np.ndarray, horizon: int) -> np.ndarray:
         obs = check_joints(observed, model.config.num_joints, model.config.observed).astype(np.float64)
-        norm = normalization(pose_box(obs))
-        coords = norm.apply(fill_invisible(obs, norm.center))
+        coords, norm = prepare_observed(obs, model.config.invisible)
         was_training = model.training
         model.eval()
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,8 @@ class LoopSettings:
     sample_every: int = 500
     keep_checkpoints: int = 2
     progress: bool = True
+    lr_schedule: str = "constant"
+    grad_clip: float = 0.0
 
 
 @dataclass
@@ -69,6 +72,21 @@ class LoopResult:
     step: int
     stats: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """Multiplier of each optimizer group's `initial_lr` at 0-based `step` of `steps`.
+
+    A pure function of the step, so a resumed run follows exactly the schedule of an uninterrupted one.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
+    raise ValueError(f"unknown lr_schedule {schedule!r}; known: {LR_SCHEDULES}")
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -89,6 +107,9 @@ def run_loop(task: Task, settings: LoopSettings, run_dir: Path, device: torch.de
     if start >= settings.steps:
         return LoopResult(start, checkpoint=ckpt.latest_checkpoint(run_dir))
 
+    for opt in task.optimizers.values():  # the schedule scales the lr each group was built with
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
     scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
     task.loss.grad_scale = scaler.get_scale if scaler.is_enabled() else (lambda: 1.0)
     draws_per_step = sum(p.repeat for p in task.loss.phases)
@@ -113,6 +134,10 @@ def run_loop(task: Task, settings: LoopSettings, run_dir: Path, device: torch.de
     t0 = time.perf_counter()
     for step in range(start, settings.steps):
         torch.manual_seed(step_seed(settings.seed, step, info.rank))
+        factor = lr_factor(settings.lr_schedule, step, settings.steps)
+        for opt in task.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
         for phase in task.loss.phases:
             for module_name, module in task.modules.items():
                 module.requires_grad_(module_name == phase.module)
@@ -123,6 +148,9 @@ def run_loop(task: Task, settings: LoopSettings, run_dir: Path, device: torch.de
                 with autocast(device, settings.precision):
                     loss, stats = task.loss.run(phase.name, batch)
                 scaler.scale(loss).backward()
+                if settings.grad_clip > 0:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(task.modules[phase.module].parameters(), settings.grad_clip)
                 scaler.step(opt)
                 scaler.update()
                 for k, v in stats.items():

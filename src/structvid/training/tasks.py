@@ -19,14 +19,13 @@ from structvid.losses.phases import Phase
 from structvid.losses.pose import pose_loss
 from structvid.metrics.pose import evaluate_pose_protocol
 from structvid.models.pose_lstm import PoseLSTM, pose_lstm_predictor
-from structvid.io.images import make_grid, to_uint8
-from structvid.io.video import heatmap_to_rgb
+from structvid.io.images import heatmap_to_rgb, make_grid, to_uint8
 from structvid.losses.forecast import ForecastLoss
 from structvid.models.critics import ImageCritic
 from structvid.models.forecaster import Forecaster
 from structvid.training.devices import pick_device, resolve_precision
 from structvid.training.distributed import DistInfo, cleanup, init_distributed, wrap
-from structvid.training.loop import LoopResult, LoopSettings, Task, run_loop
+from structvid.training.loop import LR_SCHEDULES, LoopResult, LoopSettings, Task, run_loop
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +84,15 @@ def forecast_task(cfg: ExperimentConfig, device: torch.device, info: DistInfo) -
 
 
 def settings_from(train_cfg: LoopConfig, precision: str, progress: bool) -> LoopSettings:
+    if train_cfg.lr_schedule not in LR_SCHEDULES:
+        raise UserError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {train_cfg.lr_schedule!r}")
+    if train_cfg.grad_clip < 0:
+        raise UserError(f"train.grad_clip must be >= 0 (0: off), got {train_cfg.grad_clip}")
     return LoopSettings(
         steps=train_cfg.steps, seed=train_cfg.seed, precision=precision,
         checkpoint_every=train_cfg.checkpoint_every, log_every=train_cfg.log_every,
         sample_every=train_cfg.sample_every, keep_checkpoints=train_cfg.keep_checkpoints, progress=progress,
+        lr_schedule=train_cfg.lr_schedule, grad_clip=train_cfg.grad_clip,
     )
 
 
@@ -127,14 +131,14 @@ def train_forecaster(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = 
 class PoseLoss:
     """Eq. 5 over visible joints; a single phase updating the LSTM."""
 
-    def __init__(self, model: torch.nn.Module, horizon: int) -> None:
-        self.model, self.horizon = model, horizon
+    def __init__(self, model: torch.nn.Module, horizon: int, kind: str = "squared") -> None:
+        self.model, self.horizon, self.kind = model, horizon, kind
         self.phases = (Phase("pose", "pose_lstm", 1),)
         self.grad_scale = lambda: 1.0
 
     def run(self, phase: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         pred = self.model(batch["observed"], self.horizon)
-        loss = pose_loss(pred.float(), batch["target"], batch["visible"])
+        loss = pose_loss(pred.float(), batch["target"], batch["visible"], self.kind)
         return loss, {"pose/loss": loss.item()}
 
 
@@ -158,19 +162,24 @@ class PoseBatches(torch.utils.data.Dataset):
     """Item i = the i-th batch of windows this rank draws (pure function of seed, i, rank)."""
 
     def __init__(self, windows: PoseWindows, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 mirror: bool = True) -> None:
+                 mirror: bool = True, speed: tuple[float, float] = (1.0, 1.0)) -> None:
         if batch_size % world:
             raise UserError(f"train.batch_size ({batch_size}) must be divisible by the number of processes ({world})")
         self.windows, self.per_rank, self.seed, self.rank = windows, batch_size // world, seed, rank
         self.indices = np.arange(len(windows))[rank::world]
-        self.mirror = mirror
+        self.mirror, self.speed = mirror, (float(speed[0]), float(speed[1]))
 
     def __len__(self) -> int:
         return 1 << 62
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index, self.rank])
-        items = [self.windows[int(i)] for i in rng.choice(self.indices, self.per_rank)]
+        chosen = rng.choice(self.indices, self.per_rank)
+        if self.speed == (1.0, 1.0):
+            items = [self.windows[int(i)] for i in chosen]
+        else:  # log-uniform, so that 0.8x and 1.25x are equally likely
+            speeds = np.exp(rng.uniform(np.log(self.speed[0]), np.log(self.speed[1]), self.per_rank))
+            items = [self.windows.window(int(i), float(s)) for i, s in zip(chosen, speeds)]
         batch = {k: torch.stack([it[k] for it in items]) for k in ("observed", "target", "visible")}
         if self.mirror:
             batch = mirror_poses(batch, torch.from_numpy(rng.random(self.per_rank) < 0.5))
@@ -194,7 +203,10 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
     model = PoseLSTM(cfg.model).to(device)
     ds, train_names, val_names = pose_sequences(cfg)
     m = cfg.model
-    windows = PoseWindows.from_dataset(ds, train_names, observed=m.observed, horizon=m.horizon, stride=cfg.data.stride)
+    extra = sorted(set(select_actions(ds, cfg.data.extra_train_actions)) - set(train_names) - set(val_names)) \
+        if cfg.data.extra_train_actions else []
+    windows = PoseWindows.from_dataset(ds, train_names + extra, observed=m.observed, horizon=m.horizon,
+                                       stride=cfg.data.stride, invisible=m.invisible)
     if len(windows) == 0:
         raise UserError(f"no training sequence has the {m.observed + m.horizon} frames a window needs", cfg.data.root)
     val_seqs = [ds.label(n) for n in val_names]
@@ -202,23 +214,26 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
     def validate() -> dict[str, float]:
         if not any(s.nframes >= m.observed + m.horizon for s in val_seqs):
             return {}
+        horizons = sorted({h for h in (1, 8, 16, m.horizon) if h <= m.horizon})
         res = evaluate_pose_protocol(val_seqs, {"lstm": pose_lstm_predictor(model)}, m.observed, m.horizon,
-                                     horizons=(1, m.horizon))
+                                     horizons=horizons)
         out = {}
         for name in ("lstm", "zero_velocity"):
-            err = res["methods"][name]["overall"]
-            out[f"val/{name}@1"], out[f"val/{name}@{m.horizon}"] = err[0], err[1]
+            for h, err in zip(horizons, res["methods"][name]["overall"]):
+                out[f"val/{name}@{h}"] = err
         return {k: v for k, v in out.items() if v is not None}
 
     return Task(
         modules={"pose_lstm": model},
         optimizers={"pose_lstm": torch.optim.Adam(model.parameters(), lr=cfg.train.lr)},
-        loss=PoseLoss(wrap(model, info, device), m.horizon),
-        dataset=PoseBatches(windows, cfg.train.batch_size, cfg.train.seed, info.rank, info.world, cfg.data.mirror),
+        loss=PoseLoss(wrap(model, info, device), m.horizon, cfg.train.loss),
+        dataset=PoseBatches(windows, cfg.train.batch_size, cfg.train.seed, info.rank, info.world, cfg.data.mirror,
+                            cfg.data.speed),
         to_device=batch_to_device,
         validate=validate,
         summary={
-            "train_sequences": len(train_names), "val_sequences": len(val_names), "train_windows": len(windows),
+            "train_sequences": len(train_names), "extra_train_sequences": len(extra),
+            "val_sequences": len(val_names), "train_windows": len(windows),
             "skipped_short": len(windows.skipped), "skipped_names": windows.skipped,
             "val_names": val_names,
         },

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Pose-LSTM option sweep: the runs behind configs/poses-penn.yaml and the bundled pose_lstm.* (see
+# src/structvid/assets/demo/TRAINING.md for the figures). Every run trains concurrently on the same
+# machine (one GPU is plenty: the LSTMs are small and launch-bound) with `structvid train poses`, then
+# `structvid evaluate poses --heldout` scores it on the sequences it held out (the same 64 for all runs:
+# same data.val_fraction and train.seed). Results: $SWEEP/summary.json and each run's eval/poses.md.
+#
+#   DATA=../shared/data/penn_action SWEEP=runs/pose-sweep STEPS=8000 bash scripts/pose_sweep.sh
+#
+# With BUDGET=seconds instead of STEPS, a PROBE-step (200) probe of every run (all at once, as in the sweep) measures
+# each one's rate and each run gets the steps it can do in 90% of BUDGET (the cosine schedule then ends on
+# time); the step counts are in summary.json.
+set -u
+DATA=${DATA:-data/penn_action}
+SWEEP=${SWEEP:-runs/pose-sweep}
+STEPS=${STEPS:-8000}
+BUDGET=${BUDGET:-0}              # seconds of training per run (0: STEPS steps each)
+LIMIT=${LIMIT:-0}                # seconds after which unfinished runs are stopped (0: none)
+PROBE=${PROBE:-200}              # steps of the rate probe (BUDGET)
+SV=${SV:-structvid}              # e.g. "python3 -m structvid.cli" where the package is not installed
+mkdir -p "$SWEEP"
+
+common=(--config configs/poses-penn.yaml --data "$DATA" train.log_every=100 train.lr_schedule=cosine)
+all=(data.extra_train_actions=[all])
+speed=("data.speed=[0.8,1.25]")
+declare -A runs=(
+  [h1024_sq]="model.hidden_size=1024 train.loss=squared"
+  [h1024_l2]="model.hidden_size=1024 train.loss=l2"
+  [h1024_l2_all]="model.hidden_size=1024 train.loss=l2 ${all[*]}"
+  [h1024_l2_all_speed]="model.hidden_size=1024 train.loss=l2 ${all[*]} ${speed[*]}"
+  [h512_l2_all_speed_drop]="model.hidden_size=512 train.loss=l2 model.dropout=0.2 ${all[*]} ${speed[*]}"
+  [h256_l2]="model.hidden_size=256 train.loss=l2"
+  [h256_l2_all_speed]="model.hidden_size=256 train.loss=l2 ${all[*]} ${speed[*]}"
+  [h256_sq_all_speed]="model.hidden_size=256 train.loss=squared ${all[*]} ${speed[*]}"
+)
+declare -A steps
+if [ "$BUDGET" -gt 0 ]; then
+  pids=()
+  for name in "${!runs[@]}"; do
+    # shellcheck disable=SC2086
+    OMP_NUM_THREADS=1 $SV train poses "${common[@]}" --out "$SWEEP/probe/$name" ${runs[$name]} --no-progress \
+      train.steps="$PROBE" train.checkpoint_every="$PROBE" >"$SWEEP/probe_$name.log" 2>&1 &
+    pids+=($!)
+  done
+  wait "${pids[@]}"
+  for name in "${!runs[@]}"; do
+    steps[$name]=$(python3 -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])];
+rate=[x['train/steps_per_s'] for x in r if 'train/steps_per_s' in x][-1]; print(max(100, int(rate * $BUDGET * 0.9) // 100 * 100))" \
+      "$SWEEP/probe/$name/metrics.jsonl")
+    echo "$name: ${steps[$name]} steps"
+  done
+  rm -rf "$SWEEP/probe"
+else
+  for name in "${!runs[@]}"; do steps[$name]=$STEPS; done
+fi
+pids=()
+for name in "${!runs[@]}"; do
+  n=${steps[$name]}
+  # shellcheck disable=SC2086  # the option strings split into overrides on purpose
+  OMP_NUM_THREADS=1 $SV train poses "${common[@]}" --out "$SWEEP/$name" ${runs[$name]} --no-progress \
+    train.steps="$n" train.checkpoint_every=$(( (n + 7) / 8 )) >"$SWEEP/$name.log" 2>&1 &
+  pids+=($!)
+done
+if [ "$LIMIT" -gt 0 ]; then
+  (sleep "$LIMIT"; kill "${pids[@]}" 2>/dev/null) &
+fi
+wait "${pids[@]}"
+for name in "${!runs[@]}"; do
+  ($SV evaluate poses --checkpoint "$SWEEP/$name" --data "$DATA" --out "$SWEEP/$name/eval" --heldout \
+    >>"$SWEEP/$name.log" 2>&1 || echo "$name: evaluation failed (see $SWEEP/$name.log)") &
+done
+wait
+python3 - "$SWEEP" <<'EOF'
+import json, sys
+from pathlib import Path
+root, out = Path(sys.argv[1]), {}
+for run in sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.yaml").exists()):
+    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").exists() else []
+    val = [r for r in rows if any(k.startswith("val/") for k in r)]
+    ev = run / "eval" / "poses.json"
+    res = json.loads(ev.read_text()) if ev.exists() else None
+    out[run.name] = {
+        "steps": rows[-1]["step"] if rows else 0,
+        "val_curve": val,
+        "heldout": {m: v["overall"] for m, v in res["methods"].items()} if res else None,
+        "per_action_h32": {m: {a: e[-1] for a, e in v["per_action"].items()} for m, v in res["methods"].items()} if res else None,
+    }
+(root / "summary.json").write_text(json.dumps(out, indent=1))
+for name, r in out.items():
+    h = r["heldout"]
+    print(f"{name:28s} steps {r['steps']:6d}", "lstm", h and [round(x, 4) for x in h["lstm"]], "zv", h and [round(x, 4) for x in h["zero_velocity"]])
+EOF
