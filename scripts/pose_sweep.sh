@@ -17,6 +17,7 @@ STEPS=${STEPS:-8000}
 BUDGET=${BUDGET:-0}              # seconds of training per run (0: STEPS steps each)
 LIMIT=${LIMIT:-0}                # seconds after which unfinished runs are stopped (0: none)
 PROBE=${PROBE:-200}              # steps of the rate probe (BUDGET)
+RUNS=${RUNS:-}                   # space-separated run names to keep (default: all)
 SV=${SV:-structvid}              # e.g. "python3 -m structvid.cli" where the package is not installed
 mkdir -p "$SWEEP"
 
@@ -33,6 +34,9 @@ declare -A runs=(
   [h256_l2_all_speed]="model.hidden_size=256 train.loss=l2 ${all[*]} ${speed[*]}"
   [h256_sq_all_speed]="model.hidden_size=256 train.loss=squared ${all[*]} ${speed[*]}"
 )
+if [ -n "${RUNS:-}" ]; then  # RUNS="h256_l2 h1024_l2": only these
+  for name in "${!runs[@]}"; do [[ " $RUNS " == *" $name "* ]] || unset "runs[$name]"; done
+fi
 declare -A steps
 if [ "$BUDGET" -gt 0 ]; then
   pids=()
