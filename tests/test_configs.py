@@ -1,0 +1,20 @@
+"""Every committed experiment config loads (no unknown keys, valid values)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from structvid.config import ExperimentConfig, PoseExperimentConfig, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+FILES = sorted(REPO.glob("configs/*.yaml")) + [REPO / "src/structvid/assets/demo/pose_lstm.yaml",
+                                               REPO / "src/structvid/assets/demo/config.yaml"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_config_loads(path: Path) -> None:
+    data = yaml.safe_load(path.read_text())
+    cls = PoseExperimentConfig if "hidden_size" in data.get("model", {}) else ExperimentConfig
+    cfg = load_config(cls, path)
+    assert cfg.name == data["name"]
