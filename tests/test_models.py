@@ -105,7 +105,9 @@ def test_motion_encoder_is_shared_and_both_motions_matter():
     m_tk.requires_grad_(True)
     model(image, m_t, m_tk).frame.square().sum().backward()
     assert m_t.grad.abs().sum() > 0 and m_tk.grad.abs().sum() > 0  # both reach the output through f_M
-    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.motion_encoder.parameters())
+    # every weight of f_M gets a gradient (biases are left out: where a batch-norm follows downstream, a
+    # per-channel offset has no effect and its gradient is zero up to rounding, whatever the thread count)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.motion_encoder.parameters() if p.ndim > 1)
 
     model.eval()
     with torch.no_grad():
