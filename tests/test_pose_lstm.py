@@ -185,10 +185,10 @@ def test_fill_invisible_carries_last_visible() -> None:
     out = fill_invisible(j, fallback=np.array([9.0, 9.0]))
     np.testing.assert_array_equal(out[:, 0], [[1, 1], [1, 1], [1, 1], [1, 1]])
     np.testing.assert_array_equal(out[:, 1], np.full((4, 2), 9.0))
-    # keep_stored: invisible joints keep finite stored coordinates; only non-finite ones are filled
+    # keep_stored: invisible joints keep known stored coordinates; NaN and (0, 0) mean unknown and are filled
     j[2, 0, :2] = np.nan
     kept = fill_invisible(j, fallback=np.array([9.0, 9.0]), keep_stored=True)
-    np.testing.assert_array_equal(kept[:, 0], [[0, 0], [1, 1], [1, 1], [3, 3]])
+    np.testing.assert_array_equal(kept[:, 0], [[1, 1], [1, 1], [1, 1], [3, 3]])
     np.testing.assert_array_equal(kept[:, 1], np.full((4, 2), 5.0))
 
 

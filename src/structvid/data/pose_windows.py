@@ -149,11 +149,12 @@ def fill_invisible(joints: np.ndarray, fallback: np.ndarray | None = None, keep_
     that first visible position is used. A joint invisible in every frame gets `fallback` (..., 2)
     (default: the centre of `pose_box(joints)`).
 
-    With ``keep_stored`` an invisible joint whose stored coordinates are finite keeps them and only
-    non-finite ones are filled as above. Penn Action annotates the position of occluded joints too (it only
-    flags them invisible); about 18% of the joints of a first window are invisible in all 10 observed
-    frames, and replacing those by the box centre raises even the zero-velocity error at h=32 from 0.178
-    to 0.191 on the shared labels.
+    With ``keep_stored`` an invisible joint whose stored coordinates are known keeps them; only unknown
+    ones, non-finite or exactly (0, 0) (the COCO/OpenPose placeholder, and what `structvid.io.poses`
+    stores for NaN), are filled as above. Penn Action annotates the position of occluded joints too (it
+    only flags them invisible, never at (0, 0)); about 18% of the joints of a first window are invisible
+    in all 10 observed frames, and replacing those by the box centre raises even the zero-velocity error
+    at h=32 from 0.178 to 0.191 on the shared labels.
     """
     joints = np.asarray(joints, np.float64)
     xy, vis = joints[..., :2], joints[..., 2] > 0
@@ -167,7 +168,8 @@ def fill_invisible(joints: np.ndarray, fallback: np.ndarray | None = None, keep_
         fallback = np.stack([(b[..., 0] + b[..., 2]) / 2, (b[..., 1] + b[..., 3]) / 2], -1)
     filled = np.where((src < 0)[..., None], np.asarray(fallback)[..., None, None, :], filled)
     if keep_stored:
-        filled = np.where((~vis & np.isfinite(xy).all(-1))[..., None], xy, filled)
+        known = np.isfinite(xy).all(-1) & (xy != 0).any(-1)
+        filled = np.where((~vis & known)[..., None], xy, filled)
     return filled
 
 

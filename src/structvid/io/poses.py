@@ -2,7 +2,9 @@
 
 Coordinates are in pixels of the frame the poses belong to (x right, y down). A joint is
 visible when its visibility is > 0; invisible joints may have any (even NaN) coordinates,
-which are replaced by 0 on load so downstream arithmetic stays finite.
+which are replaced by 0 on load so downstream arithmetic stays finite. The pose LSTM uses the
+coordinates of an invisible joint as an estimate of where it is (Penn Action annotates occluded
+joints), except NaN or (0, 0), which mean "unknown" (see data/pose_windows.py fill_invisible).
 
 File formats (chosen by suffix):
 - .json: a list of frames, each a list of J [x, y] or [x, y, v] points, or an object
