@@ -129,7 +129,7 @@ def train_forecaster(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = 
 
 
 class PoseLoss:
-    """Eq. 5 over visible joints; a single phase updating the LSTM."""
+    """Eq. 5 (or the unsquared l2 option, `train.loss`) over visible joints; one phase updating the LSTM."""
 
     def __init__(self, model: torch.nn.Module, horizon: int, kind: str = "squared") -> None:
         self.model, self.horizon, self.kind = model, horizon, kind
