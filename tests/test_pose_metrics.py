@@ -75,8 +75,9 @@ def test_protocol_shape_exclusion_and_exact_baselines(tmp_path) -> None:
     assert result["horizons"] == [1, 8, 16, 32] and result["excluded"] == 1 and result["num_sequences"] == 2
     assert list(result["methods"]) == ["zero_velocity", "constant_velocity", "shifted"]
     for r in result["methods"].values():
-        assert set(r) == {"overall", "pck", "per_action"}
-        assert len(r["overall"]) == len(r["pck"]) == 4
+        assert set(r) == {"overall", "pck", "curve", "per_action"}
+        assert len(r["overall"]) == len(r["pck"]) == 4 and len(r["curve"]) == 32
+        assert [r["curve"][h - 1] for h in (1, 8, 16, 32)] == r["overall"]
         assert set(r["per_action"]) == {"golf_swing", "jump_rope"}
     m = result["methods"]
     # exact up to float32 rounding of PennSequence.joints (~1e-7 px here)
@@ -86,6 +87,7 @@ def test_protocol_shape_exclusion_and_exact_baselines(tmp_path) -> None:
     speed = np.hypot(0.5, 0.25) / 50
     assert m["zero_velocity"]["per_action"]["golf_swing"] == pytest.approx([speed * h for h in (1, 8, 16, 32)])
     assert m["zero_velocity"]["overall"][3] == pytest.approx(speed * 32 / 2)
+    assert m["zero_velocity"]["curve"] == pytest.approx([speed * k / 2 for k in range(1, 33)])
     assert m["shifted"]["per_action"]["jump_rope"] == pytest.approx([0.1] * 4)
     assert m["constant_velocity"]["pck"] == [1.0] * 4
     json.dumps(result)  # JSON-ready

@@ -133,7 +133,8 @@ def evaluate_pose_protocol(
     """Run the §7.3 protocol (see the module docstring) for the two baselines and `predictors`.
 
     Returns ``{"horizons": [...], "methods": {name: {"overall": [err@h], "pck": [pck@h],
-    "per_action": {action: [err@h]}}}, "excluded": n_short, "num_sequences": n_evaluated}``
+    "curve": [err at every step 1..K], "per_action": {action: [err@h]}}}, "excluded": n_short,
+    "num_sequences": n_evaluated}``
     (JSON-ready; a value with no visible joint to average is None). "zero_velocity" and
     "constant_velocity" are always included, first; a predictor may not reuse those names.
     """
@@ -166,10 +167,12 @@ def evaluate_pose_protocol(
         pred = _np(fn(obs.copy(), horizon))
         if pred.shape != fut[..., :2].shape or not np.isfinite(pred).all():
             raise ValueError(f"predictor {name!r} must return finite (N, K, J, 2) = {fut[..., :2].shape}, got {pred.shape}")
-        err = normalized_errors(pred, fut, visible, boxes)[:, idx]
+        every = normalized_errors(pred, fut, visible, boxes)  # (N, K)
+        err = every[:, idx]
         acc = pck(pred, fut, visible, boxes)[:, idx]
         out[name] = {
             "overall": [_mean(err[:, i]) for i in range(len(idx))],
+            "curve": [_mean(every[:, k]) for k in range(horizon)],  # error at every step 1..K (the plot)
             "pck": [_mean(acc[:, i]) for i in range(len(idx))],
             "per_action": {a: [_mean(err[actions == a, i]) for i in range(len(idx))] for a in sorted(set(actions))},
         }
@@ -221,7 +224,10 @@ def write_pose_report(result: Mapping[str, Any], out_dir: str | Path) -> None:
     ax = fig.add_subplot()
     for m, r in methods.items():
         ys = [np.nan if v is None else v for v in r["overall"]]
-        ax.plot(hs, ys, marker="o", label=m)
+        line = ax.plot(hs, ys, marker="o", linestyle="none" if "curve" in r else "-", label=m)[0]
+        if "curve" in r:  # every step, with the reported horizons marked
+            ax.plot(range(1, len(r["curve"]) + 1), [np.nan if v is None else v for v in r["curve"]],
+                    color=line.get_color())
     ax.set_xlabel("forecast horizon (frames)")
     ax.set_ylabel("error / bbox diagonal")
     ax.set_title("Pose forecasting error")
