@@ -261,7 +261,7 @@ class PoseLSTMConfig:
     horizon: int = 32  # K at training time (32 Penn Action, 64 Human3.6M)
     residual: bool = True  # decoder predicts the change from the previous pose (see pose_lstm.py)
     velocity_input: bool = True  # feed [pose, pose - previous pose] (see pose_lstm.py)
-    # invisible observed joints: "stored" keeps their annotated (finite) coordinates, "carry" replaces
+    # invisible observed joints: "stored" keeps their annotated coordinates where known, "carry" replaces
     # them by the last visible position (see data/pose_windows.py fill_invisible)
     invisible: str = "stored"
     dropout: float = 0.0  # between stacked LSTM layers (nn.LSTM's dropout; needs num_layers >= 2)

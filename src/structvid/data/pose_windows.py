@@ -180,7 +180,7 @@ def prepare_observed(observed: np.ndarray, invisible: str = "stored") -> tuple[n
     """The LSTM's view of observed (..., T_obs, J, 3) pixel joints -> (normalised (..., T_obs, J, 2), PoseNorm).
 
     Normalised by `pose_box` of the observed poses; invisible joints filled by `fill_invisible` with the
-    box centre as fallback, keeping finite stored coordinates when `invisible` is "stored" (the default,
+    box centre as fallback, keeping known stored coordinates when `invisible` is "stored" (the default,
     see `fill_invisible`) or carrying the last visible position when it is "carry". Training windows
     (`PoseWindows`) and inference (`structvid.models.pose_lstm.pose_lstm_predictor`) both call this.
     """

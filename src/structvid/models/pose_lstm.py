@@ -93,7 +93,8 @@ def pose_lstm_predictor(
 
     The returned callable maps observed (N, T_obs, J, 3) [x, y, vis] pixels and K to (N, K, J, 2)
     pixels, applying exactly the training-time preparation of `PoseWindows` (`prepare_observed`: fill
-    invisible joints as ``model.config.invisible`` says, normalise by the observed poses' box) and its inverse. Runs in eval mode without gradients.
+    invisible joints as ``model.config.invisible`` says, normalise by the observed poses' box) and its
+    inverse. Runs in eval mode without gradients.
     """
     dev = torch.device(device) if device is not None else next(model.parameters()).device
 
