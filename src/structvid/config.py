@@ -77,6 +77,10 @@ class LossConfig:
     feat_crop: int = 224  # side of the person crop fed to VGG16 (§7.3: 224)
 
 
+LR_SCHEDULES = ("constant", "cosine")  # training/loop.py lr_factor
+POSE_LOSSES = ("squared", "l2")  # losses/pose.py pose_loss
+
+
 @dataclass
 class LoopConfig:
     """What every training run shares (the loop in training/loop.py)."""
@@ -93,6 +97,12 @@ class LoopConfig:
     keep_checkpoints: int = 2
     lr_schedule: str = "constant"  # constant | cosine (decay to 0 at `steps`; a pure function of the step)
     grad_clip: float = 0.0  # clip each update's gradient norm to this (0: off)
+
+    def validate_loop(self, source: str | None = None) -> None:
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}", source)
+        if self.grad_clip < 0:
+            raise UserError(f"train.grad_clip must be >= 0 (0: off), got {self.grad_clip}", source)
 
 
 @dataclass
@@ -114,6 +124,7 @@ class ExperimentConfig:
 
     def validate(self, source: str | None = None) -> "ExperimentConfig":
         m, c, d = self.model, self.critic, self.data
+        self.train.validate_loop(source)
         if m.residual not in RESIDUAL_MODES:
             raise UserError(f"model.residual must be one of {RESIDUAL_MODES}, got {m.residual!r}", source)
         if m.resolution != d.image_size or c.resolution != d.image_size:
@@ -310,6 +321,7 @@ class PoseExperimentConfig:
             raise UserError(f"data.speed must be a range 0 < low <= high, got {self.data.speed}", source)
         if not 0.0 <= self.model.dropout < 1.0:
             raise UserError(f"model.dropout must be in [0, 1), got {self.model.dropout}", source)
-        if self.train.loss not in ("squared", "l2"):
-            raise UserError(f"train.loss must be squared or l2, got {self.train.loss!r}", source)
+        if self.train.loss not in POSE_LOSSES:
+            raise UserError(f"train.loss must be one of {POSE_LOSSES}, got {self.train.loss!r}", source)
+        self.train.validate_loop(source)
         return self

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from structvid.config import POSE_LOSSES
+
 __all__ = ["pose_loss", "POSE_LOSSES"]
-
-
-POSE_LOSSES = ("squared", "l2")
 
 
 def pose_loss(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, kind: str = "squared") -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from structvid.config import LR_SCHEDULES
 from structvid.io.files import atomic_path
 from structvid.losses.phases import Phase
 from structvid.training import checkpoint as ckpt
@@ -72,9 +73,6 @@ class LoopResult:
     step: int
     stats: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
-
-
-LR_SCHEDULES = ("constant", "cosine")
 
 
 def lr_factor(schedule: str, step: int, steps: int) -> float:
