@@ -18,3 +18,13 @@ def test_config_loads(path: Path) -> None:
     cls = PoseExperimentConfig if "hidden_size" in data.get("model", {}) else ExperimentConfig
     cfg = load_config(cls, path)
     assert cfg.name == data["name"]
+
+
+@pytest.mark.parametrize("override, field", [("data.max_start=-1", "max_start"), ("data.speed=[1.2,0.8]", "speed"),
+                                             ("train.loss=huber", "loss"), ("train.grad_clip=-1", "grad_clip"),
+                                             ("train.weight_decay=-0.1", "weight_decay")])
+def test_bad_pose_values_are_user_errors(override: str, field: str) -> None:
+    from structvid.errors import UserError
+
+    with pytest.raises(UserError, match=field):
+        load_config(PoseExperimentConfig, None, [override])

@@ -228,6 +228,21 @@ def test_windows_items_and_skipped() -> None:
         PoseWindows(seqs, invisible="zero")
 
 
+def test_windows_max_start_keeps_early_windows() -> None:
+    rng = np.random.default_rng(5)
+    seqs = [make_seq("a", 60, rng), make_seq("b", 44, rng)]
+    full = PoseWindows(seqs, observed=10, horizon=32, stride=2)
+    assert len(full) == len(range(0, 19, 2)) + len(range(0, 3, 2))
+    first = PoseWindows(seqs, observed=10, horizon=32, stride=2, max_start=0)
+    assert len(first) == 2  # one window per sequence, each from frame 0
+    np.testing.assert_array_equal(first[1]["target"], full[len(range(0, 19, 2))]["target"])
+    early = PoseWindows(seqs, observed=10, horizon=32, stride=2, max_start=8)
+    assert len(early) == len(range(0, 9, 2)) + len(range(0, 3, 2))  # "b" ends before start 8
+    np.testing.assert_array_equal(early[4]["target"], full[4]["target"])  # start 8 of "a"
+    with pytest.raises(ValueError, match="max_start"):
+        PoseWindows(seqs, max_start=-1)
+
+
 def test_windows_speed_resamples_in_time() -> None:
     # joint x moves 1 px per frame: at speed s consecutive window frames are s px apart
     T = 80

@@ -285,6 +285,10 @@ class PoseDataConfig:
     split: str = "train"  # official flag: train | test | all
     val_fraction: float = 0.1  # sequences held out of the split for validation
     stride: int = 4  # training windows start every `stride` frames
+    # training windows start at frames 0..max_start only (None: anywhere). The §7.3 protocol forecasts from
+    # each sequence's first 10 frames, and Penn Action clips begin where the action begins (a pitcher's
+    # wind-up, a golfer at address), so windows from the start match what is evaluated (TRAINING.md)
+    max_start: int | None = None
     mirror: bool = True  # augmentation: mirror half the windows (negate x, swap left/right joints)
     # augmentation: play each window at a speed drawn log-uniformly from this range (1.0, 1.0: off),
     # resampling the joints linearly in time (see PoseWindows.window)
@@ -300,6 +304,8 @@ class PoseTrainConfig(LoopConfig):
     batch_size: int = 64
     lr: float = 1e-3
     loss: str = "squared"  # squared (Eq. 5) | l2 (unsquared distance, see losses/pose.py)
+    # decoupled weight decay (AdamW); §4 does not regularise the LSTM, 0 keeps plain Adam's update
+    weight_decay: float = 0.0
 
 
 @dataclass
@@ -316,9 +322,13 @@ class PoseExperimentConfig:
             raise UserError(f"model.horizon must be >= 1, got {self.model.horizon}", source)
         if not 0.0 <= self.data.val_fraction < 1.0:
             raise UserError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}", source)
+        if self.data.max_start is not None and self.data.max_start < 0:
+            raise UserError(f"data.max_start must be >= 0 or null, got {self.data.max_start}", source)
         lo, hi = self.data.speed
         if not 0.0 < lo <= hi:
             raise UserError(f"data.speed must be a range 0 < low <= high, got {self.data.speed}", source)
+        if self.train.weight_decay < 0:
+            raise UserError(f"train.weight_decay must be >= 0, got {self.train.weight_decay}", source)
         if not 0.0 <= self.model.dropout < 1.0:
             raise UserError(f"model.dropout must be in [0, 1), got {self.model.dropout}", source)
         if self.train.loss not in POSE_LOSSES:

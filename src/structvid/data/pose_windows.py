@@ -195,7 +195,8 @@ def prepare_observed(observed: np.ndarray, invisible: str = "stored") -> tuple[n
 
 
 class PoseWindows(Dataset):
-    """Windows of `observed` + `horizon` consecutive poses, one starting every `stride` frames.
+    """Windows of `observed` + `horizon` consecutive poses, one starting every `stride` frames (from frame 0
+    up to frame `max_start` when it is given; None: anywhere the window fits).
 
     Each item is a dict of tensors:
 
@@ -219,11 +220,14 @@ class PoseWindows(Dataset):
         stride: int = 1,
         num_joints: int = 13,
         invisible: str = "stored",
+        max_start: int | None = None,
     ) -> None:
         if invisible not in INVISIBLE_INPUTS:
             raise UserError(f"invisible must be one of {INVISIBLE_INPUTS}, got {invisible!r}")
         if observed < 1 or horizon < 1 or stride < 1:
             raise ValueError(f"observed, horizon and stride must be >= 1, got {observed}, {horizon}, {stride}")
+        if max_start is not None and max_start < 0:
+            raise ValueError(f"max_start must be >= 0 or None, got {max_start}")
         self.observed, self.horizon, self.stride, self.invisible = observed, horizon, stride, invisible
         self.names: list[str] = []
         self.skipped: list[str] = []
@@ -238,7 +242,8 @@ class PoseWindows(Dataset):
             i = len(self._joints)
             self.names.append(seq.name)
             self._joints.append(joints)
-            self._index.extend((i, s) for s in range(0, len(joints) - span + 1, stride))
+            last_start = len(joints) - span if max_start is None else min(len(joints) - span, max_start)
+            self._index.extend((i, s) for s in range(0, last_start + 1, stride))
 
     @classmethod
     def from_dataset(

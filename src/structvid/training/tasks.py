@@ -202,7 +202,8 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
     extra = sorted(set(select_actions(ds, cfg.data.extra_train_actions)) - set(train_names) - set(val_names)) \
         if cfg.data.extra_train_actions else []
     windows = PoseWindows.from_dataset(ds, train_names + extra, observed=m.observed, horizon=m.horizon,
-                                       stride=cfg.data.stride, invisible=m.invisible)
+                                       stride=cfg.data.stride, invisible=m.invisible,
+                                       max_start=cfg.data.max_start)
     if len(windows) == 0:
         raise UserError(f"no training sequence has the {m.observed + m.horizon} frames a window needs", cfg.data.root)
     val_seqs = [ds.label(n) for n in val_names]
@@ -221,7 +222,8 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
 
     return Task(
         modules={"pose_lstm": model},
-        optimizers={"pose_lstm": torch.optim.Adam(model.parameters(), lr=cfg.train.lr)},
+        optimizers={"pose_lstm": torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
+                                                   weight_decay=cfg.train.weight_decay)},
         loss=PoseLoss(wrap(model, info, device), m.horizon, cfg.train.loss),
         dataset=PoseBatches(windows, cfg.train.batch_size, cfg.train.seed, info.rank, info.world, cfg.data.mirror,
                             cfg.data.speed),
