@@ -54,6 +54,27 @@ def test_shapes_any_horizon(horizon: int) -> None:
     assert torch.isfinite(out).all()
 
 
+def test_mirror_average_is_mirror_symmetric_in_eval_only() -> None:
+    from structvid.data.skeleton import mirror_joints
+
+    torch.manual_seed(0)
+    plain = PoseLSTM(PoseLSTMConfig(hidden_size=32, residual=False))
+    avg = PoseLSTM(PoseLSTMConfig(hidden_size=32, residual=False, mirror_average=True))
+    avg.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 10, 13, 2)
+    # training forward: unchanged
+    torch.testing.assert_close(avg.train()(x, 5), plain.train()(x, 5), rtol=0, atol=0)
+    plain.eval(), avg.eval()
+    with torch.no_grad():
+        out, p, pm = avg(x, 5), plain(x, 5), plain(mirror_joints(x), 5)
+        assert not torch.allclose(p, mirror_joints(pm), atol=1e-4)  # an untrained LSTM is not symmetric ...
+        torch.testing.assert_close(out, 0.5 * (p + mirror_joints(pm)))  # ... the average is the mean of both
+        torch.testing.assert_close(avg(mirror_joints(x), 5), mirror_joints(out))  # ... and is symmetric
+    torch.testing.assert_close(mirror_joints(mirror_joints(x)), x, rtol=0, atol=0)
+    with pytest.raises(UserError, match="mirror_average"):
+        PoseLSTM(PoseLSTMConfig(num_joints=17, mirror_average=True))
+
+
 def test_default_config_is_the_papers_size() -> None:
     model = PoseLSTM(PoseLSTMConfig())  # Villegas et al. 2017b: 1024 units; 2 layers
     assert model.config.hidden_size == 1024 and model.encoder.num_layers == 2

@@ -255,8 +255,10 @@ def evaluate_forecast_cmd(checkpoint, data_root, out_dir, split, frames, max_vid
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--heldout", is_flag=True, help="Only the sequences the run held out for validation (data.json).")
 @click.option("--actions", default="", help="Comma-separated actions (default: the paper's 8).")
+@click.option("--mirror-average/--no-mirror-average", default=None,
+              help="Override the model's mirror averaging at inference (default: as its config says).")
 @click.option("--device", default="auto", show_default=True)
-def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, device) -> None:
+def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, mirror_average, device) -> None:
     """§7.3 pose protocol: observe frames 1-10, forecast 11-42; LSTM vs zero/constant velocity."""
     from structvid.data.penn_action import PennActionDataset
     from structvid.data.pose_windows import select_actions
@@ -269,6 +271,8 @@ def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, device)
     ckpt = find_checkpoint(checkpoint)
     dev = pick_device(device)
     model = load_pretrained(ckpt, "pose_lstm").to(dev)
+    if mirror_average is not None:
+        model.config.mirror_average = mirror_average
     ds = PennActionDataset(data_root)
     names = select_actions(ds, [a for a in actions.split(",") if a] or None)
     if heldout:

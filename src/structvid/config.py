@@ -276,6 +276,9 @@ class PoseLSTMConfig:
     # them by the last visible position (see data/pose_windows.py fill_invisible)
     invisible: str = "stored"
     dropout: float = 0.0  # between stacked LSTM layers (nn.LSTM's dropout; needs num_layers >= 2)
+    # at inference (eval mode) average the forecast of the poses with the mirrored forecast of their
+    # mirror image (test-time augmentation, our addition; needs the 13-joint Penn skeleton; see pose_lstm.py)
+    mirror_average: bool = False
 
 
 @dataclass

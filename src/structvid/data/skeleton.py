@@ -33,6 +33,24 @@ LIMBS: tuple[tuple[int, int], ...] = (
 #: Left/right joint pairs, e.g. for horizontal-flip augmentation.
 FLIP_PAIRS: tuple[tuple[int, int], ...] = tuple((i, i + 1) for i in range(1, NUM_JOINTS, 2))
 
+#: Joint order of the mirror image: joint i of a mirrored pose is joint MIRROR_ORDER[i] of the original.
+MIRROR_ORDER: tuple[int, ...] = tuple(
+    next((b if i == a else a for a, b in FLIP_PAIRS if i in (a, b)), i) for i in range(NUM_JOINTS)
+)
+
+
+def mirror_joints(xy: "torch.Tensor") -> "torch.Tensor":
+    """Mirror image of (..., J, 2) box-centred coordinates (x negated, left/right joints swapped).
+
+    Serves the mirroring augmentation and the pose LSTM's mirror averaging; its own inverse.
+    """
+    import torch
+
+    if xy.shape[-2:] != (NUM_JOINTS, 2):
+        raise ValueError(f"mirror_joints needs (..., {NUM_JOINTS}, 2) coordinates, got {tuple(xy.shape)}")
+    return xy[..., list(MIRROR_ORDER), :] * torch.tensor([-1.0, 1.0], dtype=xy.dtype, device=xy.device)
+
+
 #: The 15 actions of Penn Action (Zhang, Zhu & Derpanis, ICCV 2013).
 PENN_ACTIONS: tuple[str, ...] = (
     "baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk", "golf_swing",

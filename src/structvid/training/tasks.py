@@ -141,16 +141,12 @@ class PoseLoss:
 def mirror_poses(batch: dict[str, torch.Tensor], which: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mirror the windows selected by `which` (N,) bool: negate x (coordinates are box-centred) and swap
     left/right joints, so a left-handed swing becomes a right-handed one."""
-    from structvid.data.skeleton import FLIP_PAIRS, NUM_JOINTS
+    from structvid.data.skeleton import MIRROR_ORDER, mirror_joints
 
-    perm = list(range(NUM_JOINTS))
-    for a, b in FLIP_PAIRS:
-        perm[a], perm[b] = b, a
     out = dict(batch)
     for key in ("observed", "target"):  # (N, T, J, 2)
-        flipped = batch[key][:, :, perm] * torch.tensor([-1.0, 1.0])
-        out[key] = torch.where(which[:, None, None, None], flipped, batch[key])
-    out["visible"] = torch.where(which[:, None, None], batch["visible"][:, :, perm], batch["visible"])
+        out[key] = torch.where(which[:, None, None, None], mirror_joints(batch[key]), batch[key])
+    out["visible"] = torch.where(which[:, None, None], batch["visible"][:, :, list(MIRROR_ORDER)], batch["visible"])
     return out
 
 
