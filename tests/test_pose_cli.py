@@ -11,7 +11,7 @@ TINY_POSE = ["model.hidden_size=16", "model.num_layers=1", "model.horizon=4", "t
              "train.checkpoint_every=2", "train.log_every=2", "train.device=cpu", "data.actions=[baseball_pitch]",
              # the training options beyond the paper's defaults, exercised end to end
              "data.extra_train_actions=[jump_rope]", "data.speed=[0.8,1.25]", "train.loss=l2",
-             "train.lr_schedule=cosine", "train.grad_clip=1.0", "data.max_start=20", "train.weight_decay=0.01"]
+             "train.lr_schedule=cosine", "train.grad_clip=1.0", "data.max_start=20", "train.weight_decay=0.01", "data.min_horizon=2"]
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +26,7 @@ def test_train_poses_writes_counts_and_validation(pose_run):
     summary = json.loads((pose_run / "data.json").read_text())
     assert summary["train_sequences"] > 0 and summary["val_sequences"] > 0 and summary["extra_train_sequences"] > 0
     assert summary["skipped_short"] == len(summary["skipped_names"])
+    assert summary["partial_horizon"] == len(summary["partial_names"])
     rows = [json.loads(line) for line in (pose_run / "metrics.jsonl").read_text().splitlines()]
     assert any("val/lstm@4" in r and "val/zero_velocity@4" in r for r in rows)
     assert (pose_run / "checkpoints" / "step_00000004" / "pose_lstm.safetensors").is_file()

@@ -264,6 +264,34 @@ def test_windows_max_start_keeps_early_windows() -> None:
         PoseWindows(seqs, max_start=-1)
 
 
+def test_windows_min_horizon_trains_short_sequences_on_what_they_have() -> None:
+    rng = np.random.default_rng(6)
+    seqs = [make_seq("long", 44, rng, p_invisible=0.0), make_seq("short", 20, rng, p_invisible=0.0),
+            make_seq("tiny", 17, rng)]
+    default = PoseWindows(seqs, observed=10, horizon=32, stride=2)
+    assert default.skipped == ["short", "tiny"] and default.partial == [] and len(default) == 2
+    ds = PoseWindows(seqs, observed=10, horizon=32, stride=2, min_horizon=8)
+    assert ds.skipped == ["tiny"] and ds.partial == ["short"] and ds.names == ["long", "short"]
+    # "long": starts 0, 2 (full) and 4..26 (partial tails); "short": starts 0, 2
+    assert len(ds) == len(range(0, 27, 2)) + 2
+    for k in range(2):  # the full windows are unchanged
+        for key in ("observed", "target", "visible"):
+            torch.testing.assert_close(ds[k][key], default[k][key], rtol=0, atol=0)
+    item = ds[len(range(0, 27, 2))]  # "short" from frame 0: 10 future frames exist
+    assert item["visible"][:10].all() and not item["visible"][10:].any()
+    from structvid.data.pose_windows import PoseNorm
+
+    px = denormalize(item["target"][None], PoseNorm(item["center"].numpy(), item["scale"].numpy()))[0]
+    np.testing.assert_allclose(px[:10], seqs[1].joints[10:20, :, :2], atol=1e-3)
+    tail = ds[len(range(0, 27, 2)) - 1]  # "long" from frame 26: 8 future frames
+    assert tail["visible"][:8].all() and not tail["visible"][8:].any()
+    # speed augmentation keeps padded steps invisible
+    fast = ds.window(len(range(0, 27, 2)), speed=1.25)
+    assert fast["visible"].sum() < 32 * 13 and fast["observed_visible"].all()
+    with pytest.raises(ValueError, match="min_horizon"):
+        PoseWindows(seqs, horizon=32, min_horizon=33)
+
+
 def test_windows_speed_resamples_in_time() -> None:
     # joint x moves 1 px per frame: at speed s consecutive window frames are s px apart
     T = 80

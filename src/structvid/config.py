@@ -292,6 +292,9 @@ class PoseDataConfig:
     # each sequence's first 10 frames, and Penn Action clips begin where the action begins (a pitcher's
     # wind-up, a golfer at address), so windows from the start match what is evaluated (TRAINING.md)
     max_start: int | None = None
+    # sequences (and window starts) with fewer than model.horizon future frames still train, on the
+    # horizons they have (>= min_horizon; later steps are masked like invisible joints); None: skip them
+    min_horizon: int | None = None
     mirror: bool = True  # augmentation: mirror half the windows (negate x, swap left/right joints)
     # augmentation: play each window at a speed drawn log-uniformly from this range (1.0, 1.0: off),
     # resampling the joints linearly in time (see PoseWindows.window)
@@ -327,6 +330,9 @@ class PoseExperimentConfig:
             raise UserError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}", source)
         if self.data.max_start is not None and self.data.max_start < 0:
             raise UserError(f"data.max_start must be >= 0 or null, got {self.data.max_start}", source)
+        if self.data.min_horizon is not None and not 1 <= self.data.min_horizon <= self.model.horizon:
+            raise UserError(f"data.min_horizon must be in 1..model.horizon ({self.model.horizon}) or null, "
+                            f"got {self.data.min_horizon}", source)
         lo, hi = self.data.speed
         if not 0.0 < lo <= hi:
             raise UserError(f"data.speed must be a range 0 < low <= high, got {self.data.speed}", source)

@@ -208,8 +208,11 @@ class PoseWindows(Dataset):
     * ``center`` (2,) and ``scale`` () float64: the PoseNorm, for `denormalize`.
 
     Sequences shorter than `observed + horizon` frames give no window; their names are listed in
-    ``.skipped`` (in input order) so callers can report how many were dropped. A sequence with NaN or
-    malformed joints raises UserError naming it.
+    ``.skipped`` (in input order) so callers can report how many were dropped. With `min_horizon` < `horizon`
+    a window may instead start wherever `observed + min_horizon` frames remain: its steps past the end of
+    the sequence are marked invisible (Eq. 5 then skips them), so short sequences train on shorter
+    horizons; their names are in ``.partial``. A sequence with NaN or malformed joints raises UserError
+    naming it.
     """
 
     def __init__(
@@ -221,6 +224,7 @@ class PoseWindows(Dataset):
         num_joints: int = 13,
         invisible: str = "stored",
         max_start: int | None = None,
+        min_horizon: int | None = None,
     ) -> None:
         if invisible not in INVISIBLE_INPUTS:
             raise UserError(f"invisible must be one of {INVISIBLE_INPUTS}, got {invisible!r}")
@@ -228,21 +232,33 @@ class PoseWindows(Dataset):
             raise ValueError(f"observed, horizon and stride must be >= 1, got {observed}, {horizon}, {stride}")
         if max_start is not None and max_start < 0:
             raise ValueError(f"max_start must be >= 0 or None, got {max_start}")
+        min_horizon = horizon if min_horizon is None else min_horizon
+        if not 1 <= min_horizon <= horizon:
+            raise ValueError(f"min_horizon must be in 1..horizon ({horizon}) or None, got {min_horizon}")
         self.observed, self.horizon, self.stride, self.invisible = observed, horizon, stride, invisible
         self.names: list[str] = []
         self.skipped: list[str] = []
+        self.partial: list[str] = []  # sequences shorter than observed + horizon, trained on shorter horizons
         self._joints: list[np.ndarray] = []
         self._index: list[tuple[int, int]] = []
         span = observed + horizon
         for seq in sequences:
             joints = check_joints(seq.joints, num_joints, source=seq.name).astype(np.float32)
-            if len(joints) < span:
+            last_start = len(joints) - observed - min_horizon
+            if last_start < 0:
                 self.skipped.append(seq.name)
                 continue
+            if max_start is not None:
+                last_start = min(last_start, max_start)
+            if len(joints) < span:
+                self.partial.append(seq.name)
+            if len(joints) < last_start + span:  # pad with invisible copies of the last pose
+                pad = np.repeat(joints[-1:], last_start + span - len(joints), 0)
+                pad[..., 2] = 0
+                joints = np.concatenate([joints, pad])
             i = len(self._joints)
             self.names.append(seq.name)
             self._joints.append(joints)
-            last_start = len(joints) - span if max_start is None else min(len(joints) - span, max_start)
             self._index.extend((i, s) for s in range(0, last_start + 1, stride))
 
     @classmethod

@@ -199,7 +199,7 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
         if cfg.data.extra_train_actions else []
     windows = PoseWindows.from_dataset(ds, train_names + extra, observed=m.observed, horizon=m.horizon,
                                        stride=cfg.data.stride, invisible=m.invisible,
-                                       max_start=cfg.data.max_start)
+                                       max_start=cfg.data.max_start, min_horizon=cfg.data.min_horizon)
     if len(windows) == 0:
         raise UserError(f"no training sequence has the {m.observed + m.horizon} frames a window needs", cfg.data.root)
     val_seqs = [ds.label(n) for n in val_names]
@@ -229,6 +229,7 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
             "train_sequences": len(train_names), "extra_train_sequences": len(extra),
             "val_sequences": len(val_names), "train_windows": len(windows),
             "skipped_short": len(windows.skipped), "skipped_names": windows.skipped,
+            "partial_horizon": len(windows.partial), "partial_names": windows.partial,
             "val_names": val_names,
         },
     )
