@@ -7,6 +7,10 @@
 #
 #   DATA=../shared/data/penn_action SWEEP=runs/pose-sweep STEPS=8000 bash scripts/pose_sweep.sh
 #
+# SEEDS="0 1 2" repeats every run with each train.seed (run names get _s<seed>): the seed also draws the
+# held-out part, so this measures a configuration on several different held-out parts, not just one.
+# CONFIG picks the base preset (default configs/poses-penn.yaml; configs/demo-poses.yaml is the CPU one).
+#
 # With BUDGET=seconds instead of STEPS, a PROBE-step (200) probe of every run (all at once, as in the sweep) measures
 # each one's rate and each run gets the steps it can do in 90% of BUDGET (the cosine schedule then ends on
 # time); the step counts are in summary.json.
@@ -18,10 +22,12 @@ BUDGET=${BUDGET:-0}              # seconds of training per run (0: STEPS steps e
 LIMIT=${LIMIT:-0}                # seconds after which unfinished runs are stopped (0: none)
 PROBE=${PROBE:-200}              # steps of the rate probe (BUDGET)
 RUNS=${RUNS:-}                   # space-separated run names to keep (default: all)
+SEEDS=${SEEDS:-}                 # space-separated train.seed values (default: the preset's seed, no suffix)
+CONFIG=${CONFIG:-configs/poses-penn.yaml}
 SV=${SV:-structvid}              # e.g. "python3 -m structvid.cli" where the package is not installed
 mkdir -p "$SWEEP"
 
-common=(--config configs/poses-penn.yaml --data "$DATA" train.log_every=100 train.lr_schedule=cosine)
+common=(--config "$CONFIG" --data "$DATA" train.log_every=100 train.lr_schedule=cosine)
 all=(data.extra_train_actions=[all])
 speed=("data.speed=[0.8,1.25]")
 declare -A runs=(
@@ -33,9 +39,20 @@ declare -A runs=(
   [h256_l2]="model.hidden_size=256 train.loss=l2"
   [h256_l2_all_speed]="model.hidden_size=256 train.loss=l2 ${all[*]} ${speed[*]}"
   [h256_sq_all_speed]="model.hidden_size=256 train.loss=squared ${all[*]} ${speed[*]}"
+  [h256_l2_first16]="model.hidden_size=256 train.loss=l2 data.max_start=16"
+  [h256_l2_wd0.3]="model.hidden_size=256 train.loss=l2 train.weight_decay=0.3"
+  [h256_l2_short8]="model.hidden_size=256 train.loss=l2 data.min_horizon=8"
 )
 if [ -n "${RUNS:-}" ]; then  # RUNS="h256_l2 h1024_l2": only these
   for name in "${!runs[@]}"; do [[ " $RUNS " == *" $name "* ]] || unset "runs[$name]"; done
+fi
+if [ -n "$SEEDS" ]; then
+  declare -A seeded=()
+  for name in "${!runs[@]}"; do
+    for seed in $SEEDS; do seeded[${name}_s$seed]="${runs[$name]} train.seed=$seed"; done
+  done
+  unset runs; declare -A runs=()
+  for name in "${!seeded[@]}"; do runs[$name]=${seeded[$name]}; done
 fi
 declare -A steps
 if [ "$BUDGET" -gt 0 ]; then
