@@ -201,7 +201,8 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
                                        stride=cfg.data.stride, invisible=m.invisible,
                                        max_start=cfg.data.max_start, min_horizon=cfg.data.min_horizon)
     if len(windows) == 0:
-        raise UserError(f"no training sequence has the {m.observed + m.horizon} frames a window needs", cfg.data.root)
+        need = m.observed + (cfg.data.min_horizon or m.horizon)
+        raise UserError(f"no training sequence has the {need} frames a window needs", cfg.data.root)
     val_seqs = [ds.label(n) for n in val_names]
 
     def validate() -> dict[str, float]:
