@@ -23,7 +23,8 @@ def test_config_loads(path: Path) -> None:
 @pytest.mark.parametrize("override, field", [("data.max_start=-1", "max_start"), ("data.speed=[1.2,0.8]", "speed"),
                                              ("train.loss=huber", "loss"), ("train.grad_clip=-1", "grad_clip"),
                                              ("train.weight_decay=-0.1", "weight_decay"),
-                                             ("data.min_horizon=0", "min_horizon")])
+                                             ("data.min_horizon=0", "min_horizon"),
+                                             ("train.step_weights=inverse", "step_weights")])
 def test_bad_pose_values_are_user_errors(override: str, field: str) -> None:
     from structvid.errors import UserError
 

@@ -11,7 +11,7 @@ TINY_POSE = ["model.hidden_size=16", "model.num_layers=1", "model.horizon=4", "t
              "train.checkpoint_every=2", "train.log_every=2", "train.device=cpu", "data.actions=[baseball_pitch]",
              # the training options beyond the paper's defaults, exercised end to end
              "data.extra_train_actions=[jump_rope]", "data.speed=[0.8,1.25]", "train.loss=l2",
-             "train.lr_schedule=cosine", "train.grad_clip=1.0", "data.max_start=20", "train.weight_decay=0.01", "data.min_horizon=2"]
+             "train.lr_schedule=cosine", "train.grad_clip=1.0", "data.max_start=20", "train.weight_decay=0.01", "data.min_horizon=2", "train.step_weights=relative"]
 
 
 @pytest.fixture(scope="module")

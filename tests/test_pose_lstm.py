@@ -166,6 +166,27 @@ def test_l2_loss_hand_computed_and_finite_gradient_at_zero() -> None:
         pose_loss(pred, target, visible, "huber")
 
 
+@pytest.mark.parametrize("kind", ["squared", "l2"])
+def test_relative_step_weights_hand_computed(kind: str) -> None:
+    # step 1: zero velocity (the reference held at 0) errs 5 and 1, the forecast 1 and 1
+    # step 2: zero velocity errs 2 (the other joint is invisible), the forecast 0.5; step 3: nothing visible
+    ref = torch.zeros(1, 2, 2)
+    target = torch.tensor([[[[3.0, 4.0], [1.0, 0.0]], [[0.0, 2.0], [9.0, 9.0]], [[1.0, 1.0], [1.0, 1.0]]]])
+    visible = torch.tensor([[[True, True], [True, False], [False, False]]])
+    pred = torch.tensor([[[[3.0, 3.0], [0.0, 0.0]], [[0.0, 1.5], [0.0, 0.0]], [[7.0, 7.0], [7.0, 7.0]]]],
+                        requires_grad=True)
+    loss = pose_loss(pred, target, visible, kind, reference=ref)
+    expect = (2 / 6 + 0.5 / 2) / 2 if kind == "l2" else (2 / 26 + 0.25 / 4) / 2
+    assert loss.item() == pytest.approx(expect)
+    loss.backward()
+    assert pred.grad[0, 2].abs().sum() == 0 and pred.grad[0, 0].abs().sum() > 0
+    # the zero-velocity forecast itself scores exactly 1 at every step
+    still = ref[:, None].expand(1, 3, 2, 2)
+    assert pose_loss(still, target, visible, kind, reference=ref).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="reference"):
+        pose_loss(pred, target, visible, kind, reference=torch.zeros(1, 3, 2))
+
+
 def test_loss_all_invisible_is_zero() -> None:
     pred = torch.randn(2, 3, 13, 2, requires_grad=True)
     loss = pose_loss(pred, torch.randn(2, 3, 13, 2), torch.zeros(2, 3, 13, dtype=torch.bool))

@@ -79,6 +79,7 @@ class LossConfig:
 
 LR_SCHEDULES = ("constant", "cosine")  # training/loop.py lr_factor
 POSE_LOSSES = ("squared", "l2")  # losses/pose.py pose_loss
+STEP_WEIGHTS = ("uniform", "relative")  # losses/pose.py pose_loss (reference)
 
 
 @dataclass
@@ -310,6 +311,9 @@ class PoseTrainConfig(LoopConfig):
     batch_size: int = 64
     lr: float = 1e-3
     loss: str = "squared"  # squared (Eq. 5) | l2 (unsquared distance, see losses/pose.py)
+    # uniform: Eq. 5's mean over all steps; relative: each step's error divided by zero velocity's on the
+    # same batch, the K ratios averaged (losses/pose.py)
+    step_weights: str = "uniform"
     # decoupled weight decay (AdamW); §4 does not regularise the LSTM, 0 keeps plain Adam's update
     weight_decay: float = 0.0
 
@@ -340,6 +344,8 @@ class PoseExperimentConfig:
             raise UserError(f"train.weight_decay must be >= 0, got {self.train.weight_decay}", source)
         if not 0.0 <= self.model.dropout < 1.0:
             raise UserError(f"model.dropout must be in [0, 1), got {self.model.dropout}", source)
+        if self.train.step_weights not in STEP_WEIGHTS:
+            raise UserError(f"train.step_weights must be one of {STEP_WEIGHTS}, got {self.train.step_weights!r}", source)
         if self.train.loss not in POSE_LOSSES:
             raise UserError(f"train.loss must be one of {POSE_LOSSES}, got {self.train.loss!r}", source)
         self.train.validate_loop(source)

@@ -127,14 +127,15 @@ def train_forecaster(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = 
 class PoseLoss:
     """Eq. 5 (or the unsquared l2 option, `train.loss`) over visible joints; one phase updating the LSTM."""
 
-    def __init__(self, model: torch.nn.Module, horizon: int, kind: str = "squared") -> None:
-        self.model, self.horizon, self.kind = model, horizon, kind
+    def __init__(self, model: torch.nn.Module, horizon: int, kind: str = "squared", relative: bool = False) -> None:
+        self.model, self.horizon, self.kind, self.relative = model, horizon, kind, relative
         self.phases = (Phase("pose", "pose_lstm", 1),)
         self.grad_scale = lambda: 1.0
 
     def run(self, phase: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         pred = self.model(batch["observed"], self.horizon)
-        loss = pose_loss(pred.float(), batch["target"], batch["visible"], self.kind)
+        reference = batch["observed"][:, -1] if self.relative else None  # train.step_weights: relative
+        loss = pose_loss(pred.float(), batch["target"], batch["visible"], self.kind, reference)
         return loss, {"pose/loss": loss.item()}
 
 
@@ -221,7 +222,7 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
         modules={"pose_lstm": model},
         optimizers={"pose_lstm": torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
                                                    weight_decay=cfg.train.weight_decay)},
-        loss=PoseLoss(wrap(model, info, device), m.horizon, cfg.train.loss),
+        loss=PoseLoss(wrap(model, info, device), m.horizon, cfg.train.loss, cfg.train.step_weights == "relative"),
         dataset=PoseBatches(windows, cfg.train.batch_size, cfg.train.seed, info.rank, info.world, cfg.data.mirror,
                             cfg.data.speed),
         to_device=batch_to_device,
