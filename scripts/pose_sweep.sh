@@ -24,6 +24,7 @@ PROBE=${PROBE:-200}              # steps of the rate probe (BUDGET)
 RUNS=${RUNS:-}                   # space-separated run names to keep (default: all)
 SEEDS=${SEEDS:-}                 # space-separated train.seed values (default: the preset's seed, no suffix)
 CONFIG=${CONFIG:-configs/poses-penn.yaml}
+EVAL_ARGS=${EVAL_ARGS:-}         # extra `evaluate poses` options, e.g. --mirror-average
 SV=${SV:-structvid}              # e.g. "python3 -m structvid.cli" where the package is not installed
 mkdir -p "$SWEEP"
 
@@ -42,6 +43,7 @@ declare -A runs=(
   [h256_l2_first16]="model.hidden_size=256 train.loss=l2 data.max_start=16"
   [h256_l2_wd0.3]="model.hidden_size=256 train.loss=l2 train.weight_decay=0.3"
   [h256_l2_short8]="model.hidden_size=256 train.loss=l2 data.min_horizon=8"
+  [h256_l2_rel]="model.hidden_size=256 train.loss=l2 train.step_weights=relative"
 )
 if [ -n "${RUNS:-}" ]; then  # RUNS="h256_l2 h1024_l2": only these
   for name in "${!runs[@]}"; do [[ " $RUNS " == *" $name "* ]] || unset "runs[$name]"; done
@@ -87,27 +89,9 @@ if [ "$LIMIT" -gt 0 ]; then
 fi
 wait "${pids[@]}"
 for name in "${!runs[@]}"; do
-  ($SV evaluate poses --checkpoint "$SWEEP/$name" --data "$DATA" --out "$SWEEP/$name/eval" --heldout \
+  # shellcheck disable=SC2086
+  ($SV evaluate poses --checkpoint "$SWEEP/$name" --data "$DATA" --out "$SWEEP/$name/eval" --heldout $EVAL_ARGS \
     >>"$SWEEP/$name.log" 2>&1 || echo "$name: evaluation failed (see $SWEEP/$name.log)") &
 done
 wait
-python3 - "$SWEEP" <<'EOF'
-import json, sys
-from pathlib import Path
-root, out = Path(sys.argv[1]), {}
-for run in sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.yaml").exists()):
-    rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()] if (run / "metrics.jsonl").exists() else []
-    val = [r for r in rows if any(k.startswith("val/") for k in r)]
-    ev = run / "eval" / "poses.json"
-    res = json.loads(ev.read_text()) if ev.exists() else None
-    out[run.name] = {
-        "steps": rows[-1]["step"] if rows else 0,
-        "val_curve": val,
-        "heldout": {m: v["overall"] for m, v in res["methods"].items()} if res else None,
-        "per_action_h32": {m: {a: e[-1] for a, e in v["per_action"].items()} for m, v in res["methods"].items()} if res else None,
-    }
-(root / "summary.json").write_text(json.dumps(out, indent=1))
-for name, r in out.items():
-    h = r["heldout"]
-    print(f"{name:28s} steps {r['steps']:6d}", "lstm", h and [round(x, 4) for x in h["lstm"]], "zv", h and [round(x, 4) for x in h["zero_velocity"]])
-EOF
+python3 "$(dirname "$0")/pose_sweep_summary.py" "$SWEEP"
