@@ -8,8 +8,12 @@
 #   DATA=../shared/data/penn_action SWEEP=runs/pose-sweep STEPS=8000 bash scripts/pose_sweep.sh
 #
 # SEEDS="0 1 2" repeats every run with each train.seed (run names get _s<seed>): the seed also draws the
-# held-out part, so this measures a configuration on several different held-out parts, not just one.
-# CONFIG picks the base preset (default configs/poses-penn.yaml; configs/demo-poses.yaml is the CPU one).
+# held-out part, so this measures a configuration on several different held-out parts, not just one;
+# summary.json then also pools each run's seeds. CONFIG picks the base preset (default
+# configs/poses-penn.yaml; configs/demo-poses.yaml is the CPU one). The three-part check in TRAINING.md:
+#
+#   CONFIG=configs/demo-poses.yaml DATA=../shared/data/penn_action SWEEP=runs/splits STEPS=3000 \
+#     RUNS="h256_l2 h256_l2_rel" SEEDS="0 1 2" EVAL_ARGS=--mirror-average bash scripts/pose_sweep.sh
 #
 # With BUDGET=seconds instead of STEPS, a PROBE-step (200) probe of every run (all at once, as in the sweep) measures
 # each one's rate and each run gets the steps it can do in 90% of BUDGET (the cosine schedule then ends on
@@ -28,7 +32,10 @@ EVAL_ARGS=${EVAL_ARGS:-}         # extra `evaluate poses` options, e.g. --mirror
 SV=${SV:-structvid}              # e.g. "python3 -m structvid.cli" where the package is not installed
 mkdir -p "$SWEEP"
 
-common=(--config "$CONFIG" --data "$DATA" train.log_every=100 train.lr_schedule=cosine)
+# every run states its options against the same base: uniform step weights and no mirror averaging (the
+# presets now set both; the runs that use them say so), so the figures in TRAINING.md stay reproducible
+common=(--config "$CONFIG" --data "$DATA" train.log_every=100 train.lr_schedule=cosine train.step_weights=uniform
+        model.mirror_average=false)
 all=(data.extra_train_actions=[all])
 speed=("data.speed=[0.8,1.25]")
 declare -A runs=(
@@ -44,6 +51,7 @@ declare -A runs=(
   [h256_l2_wd0.3]="model.hidden_size=256 train.loss=l2 train.weight_decay=0.3"
   [h256_l2_short8]="model.hidden_size=256 train.loss=l2 data.min_horizon=8"
   [h256_l2_rel]="model.hidden_size=256 train.loss=l2 train.step_weights=relative"
+  [h256_l2_rel_short8]="model.hidden_size=256 train.loss=l2 train.step_weights=relative data.min_horizon=8"
 )
 if [ -n "${RUNS:-}" ]; then  # RUNS="h256_l2 h1024_l2": only these
   for name in "${!runs[@]}"; do [[ " $RUNS " == *" $name "* ]] || unset "runs[$name]"; done
