@@ -25,7 +25,7 @@ import numpy as np
 
 from structvid.data.penn_action import PennActionDataset, PennSequence, frame_name, read_label, write_label
 from structvid.data.skeleton import (
-    FLIP_PAIRS, HEAD, L_ANKLE, L_ELBOW, L_HIP, L_KNEE, L_SHOULDER, L_WRIST, NUM_JOINTS, R_ANKLE, R_ELBOW, R_HIP,
+    HEAD, L_ANKLE, L_ELBOW, L_HIP, L_KNEE, L_SHOULDER, L_WRIST, MIRROR_ORDER, NUM_JOINTS, R_ANKLE, R_ELBOW, R_HIP,
     R_KNEE, R_SHOULDER, R_WRIST,
 )
 from structvid.errors import UserError
@@ -209,10 +209,9 @@ def _fill_joints(x: np.ndarray, y: np.ndarray, vis: np.ndarray) -> np.ndarray:
             out[:, jt, 1] = np.interp(t, seen, raw[seen, jt, 1])
         elif np.isfinite(raw[:, jt]).all():
             out[:, jt] = raw[:, jt]
-    partner = {a: b for p in FLIP_PAIRS for a, b in (p, p[::-1])}
-    for jt in range(NUM_JOINTS):
-        if np.isnan(out[:, jt]).any() and jt in partner and not np.isnan(out[:, partner[jt]]).any():
-            out[:, jt] = out[:, partner[jt]]
+    for jt, partner in enumerate(MIRROR_ORDER):  # an unpaired joint is its own partner
+        if np.isnan(out[:, jt]).any() and partner != jt and not np.isnan(out[:, partner]).any():
+            out[:, jt] = out[:, partner]
     known = ~np.isnan(out)
     centroid = np.nansum(out, axis=1) / np.maximum(known.sum(1), 1)  # 0 where nothing is known at all
     return np.where(known, out, centroid[:, None, :])
