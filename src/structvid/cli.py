@@ -451,6 +451,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         return 130
+    except OSError as e:  # a file the user named could not be read or written: one line, no traceback
+        from structvid.io.files import describe_os_error
+
+        click.echo(f"error: {describe_os_error(e, action='accessing')}", err=True)
+        return 2
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -11,6 +12,35 @@ from typing import Iterator
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def describe_os_error(e: OSError, path: str | Path | None = None, action: str = "writing") -> str:
+    """One line for a failed file operation, naming the path: "no space left on device while writing FILE"."""
+    target = path if path is not None else (e.filename or "?")
+    reasons = {
+        errno.ENOSPC: "no space left on device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EROFS: "read-only file system",
+        errno.ENOTDIR: "a parent of the path is a file, not a folder",
+        errno.EISDIR: "is a folder, not a file",
+        errno.ENOENT: "no such file or folder",
+        errno.ENAMETOOLONG: "file name too long",
+    }
+    reason = reasons.get(e.errno, e.strerror or e.__class__.__name__)
+    return f"{reason} while {action} {target}"
+
+
+@contextlib.contextmanager
+def output_errors(path: str | Path, action: str = "writing") -> Iterator[None]:
+    """Turn an OSError raised inside the block into a UserError naming `path` (read-only folder, full disk...)."""
+    from structvid.errors import UserError
+
+    try:
+        yield
+    except OSError as e:
+        raise UserError(describe_os_error(e, path, action)) from None
 
 
 @contextlib.contextmanager
