@@ -181,3 +181,48 @@ def test_shared_dataset_filters(shared_data: Path):
     assert len(ds) == 89 and ds.names == sorted(ds.names)
     assert all(ds.label(n).action == "golf_swing" for n in ds.names)
     assert PennActionDataset(shared_data / "penn_action", split="test").names == []  # train split only
+
+
+def _set_flag(path: Path, value: np.ndarray) -> None:
+    mat = {k: v for k, v in scipy.io.loadmat(str(path)).items() if not k.startswith("__")}
+    mat["train"] = value
+    scipy.io.savemat(str(path), mat)
+
+
+def test_official_test_half_flag_minus_one_and_zero(tmp_path: Path):
+    """The real test half is marked train = -1 (re-packings: 0); both are the test split, 1 is train."""
+    from structvid.data.prepare import PreparedStore, prepare_dataset
+
+    names = ("0001", "0002", "0003", "0004")
+    make_layout(tmp_path / "src", names=names)
+    labels = tmp_path / "src" / "labels"
+    _set_flag(labels / "0001.mat", np.array([[1]], np.int32))
+    _set_flag(labels / "0002.mat", np.array([[-1]], np.int32))  # the real files' dtype and value
+    _set_flag(labels / "0003.mat", np.array([[0]], np.uint8))
+    _set_flag(labels / "0004.mat", np.array([[-1.0]]))  # a double, as MATLAB saves by default
+    assert [read_label(labels / f"{n}.mat").train for n in names] == [1, -1, 0, -1]
+    root = tmp_path / "src"
+    assert PennActionDataset(root, split="train").names == ["0001"]
+    assert PennActionDataset(root, split="test").names == ["0002", "0003", "0004"]
+    assert PennActionDataset(root, split="all").names == list(names)
+    # written back as the real files write it: int32 -1
+    seq = read_label(labels / "0002.mat")
+    write_label(tmp_path / "0002.mat", seq)
+    mat = scipy.io.loadmat(str(tmp_path / "0002.mat"))
+    assert mat["train"].dtype == np.int32 and int(mat["train"][0, 0]) == -1
+    assert read_label(tmp_path / "0002.mat") == seq
+    # a prepared store keeps the flags and selects the same halves
+    store = PreparedStore(prepare_dataset(root, tmp_path / "store", 16, workers=1, progress=False))
+    assert store.select(split="test") == ["0002", "0003", "0004"] and store.select(split="train") == ["0001"]
+
+
+@pytest.mark.parametrize("value", [np.array([[2]], np.int32), np.array([[0.5]]), np.array([[np.nan]]),
+                                   np.array([[1, 1]], np.int32), np.array([[-2]], np.int16)])
+def test_other_train_flags_are_rejected_naming_the_file(tmp_path: Path, value: np.ndarray):
+    path = _corrupt(tmp_path, train=value)
+    with pytest.raises(UserError, match=r"0042.mat.*'train' must be 1 \(train\) or -1 / 0 \(test\)"):
+        read_label(path)
+    seq = synthetic()
+    seq.train = 2
+    with pytest.raises(ValueError, match="train flag"):
+        write_label(tmp_path / "0043.mat", seq)

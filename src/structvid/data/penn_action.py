@@ -9,7 +9,9 @@ Joints are in pixel coordinates of the original frames (pixel-centre convention,
 Splits:
 
 - official: each label's ``train`` flag (Zhang et al.'s train / test halves), selected with
-  ``PennActionDataset(root, split="train" | "test")`` (``DataConfig.split``).
+  ``PennActionDataset(root, split="train" | "test")`` (``DataConfig.split``). The real files mark the
+  training half ``1`` and the test half ``-1``; some re-packings write ``0`` for the test half, so both
+  select ``split="test"`` (`in_split`).
 - the paper's (§7.1): "We evenly split the standard dataset into three sets. G_M and G_R are trained in
   the first two sets respectively, while we evaluate our models in the last set"; with "no subject
   classified for each video in Penn Action ... we assume that each video has a different subject", so
@@ -34,6 +36,7 @@ from structvid.io.files import atomic_path
 
 FIELDS = ("action", "pose", "x", "y", "visibility", "train", "bbox", "dimensions", "nframes")
 SPLITS = ("all", "train", "test")
+TRAIN_FLAG, TEST_FLAG = 1, -1  # the official files' `train` values; 0 is also read as test
 PAPER_PARTS = ("gm", "gr", "eval")  # §7.1: G_M training, G_R training, evaluation
 
 
@@ -49,7 +52,7 @@ class PennSequence:
     visibility: np.ndarray  # (T, 13) uint8, 1 = visible
     bbox: np.ndarray  # (T, 4) float64
     dimensions: tuple[int, int, int]  # (H, W, T) of the frames
-    train: int  # official split flag: 1 = train, 0 = test
+    train: int  # official split flag as stored: 1 = train, -1 (or 0) = test
 
     @property
     def nframes(self) -> int:
@@ -96,6 +99,22 @@ def _integer(value: np.ndarray, field: str, path: Path, size: int) -> np.ndarray
     return flat.astype(np.int64)
 
 
+def _train_flag(value: np.ndarray, path: Path) -> int:
+    arr = np.asarray(value)
+    flat = arr.ravel().astype(np.float64) if arr.size == 1 and np.issubdtype(arr.dtype, np.number) else None
+    if flat is None or flat[0] not in (TRAIN_FLAG, 0, TEST_FLAG):
+        shown = flat.tolist() if flat is not None else f"shape {arr.shape} ({arr.dtype})"
+        raise UserError(f"field 'train' must be {TRAIN_FLAG} (train) or {TEST_FLAG} / 0 (test), got {shown}", path)
+    return int(flat[0])
+
+
+def in_split(train: int, split: str) -> bool:
+    """Whether a sequence with official flag `train` belongs to `split` ("all", "train": 1, "test": -1 or 0)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    return split == "all" or (int(train) == TRAIN_FLAG) == (split == "train")
+
+
 def read_label(path: str | Path) -> PennSequence:
     """Read and validate one Penn Action label file; every problem raises UserError naming the file.
 
@@ -117,7 +136,7 @@ def read_label(path: str | Path) -> PennSequence:
     pose = _string(mat["pose"], "pose", path)
     nframes = int(_integer(mat["nframes"], "nframes", path, 1)[0])
     dims = _integer(mat["dimensions"], "dimensions", path, 3)
-    train = int(_integer(mat["train"], "train", path, 1)[0])
+    train = _train_flag(mat["train"], path)
 
     arrays = {}
     for field in ("x", "y", "visibility"):
@@ -169,6 +188,8 @@ def write_label(path: str | Path, seq: PennSequence) -> None:
             raise ValueError(f"{seq.name}: {field} has shape {np.shape(getattr(seq, field))}, expected {(t, cols)}")
     if tuple(seq.dimensions)[2] != t:
         raise ValueError(f"{seq.name}: dimensions {seq.dimensions} disagree with {t} frames")
+    if int(seq.train) not in (TRAIN_FLAG, 0, TEST_FLAG):  # what read_label accepts
+        raise ValueError(f"{seq.name}: train flag {seq.train} is not {TRAIN_FLAG}, 0 or {TEST_FLAG}")
     mat = {
         "action": str(seq.action),
         "pose": str(seq.pose),
@@ -198,7 +219,8 @@ def _name_key(name: str) -> tuple[int, str]:
 class PennActionDataset:
     """A folder in the Penn Action layout: lists sequences (sorted by name) and loads labels and frames.
 
-    `actions` keeps only those actions; `split` keeps the official train (train == 1) or test sequences.
+    `actions` keeps only those actions; `split` keeps the official train (train == 1) or test (train == -1
+    or 0) sequences.
     Filtering reads every label once (about 0.5 ms per file); labels are cached.
     """
 
@@ -224,8 +246,7 @@ class PennActionDataset:
         if self.actions is not None:
             names = [n for n in names if self.label(n).action in self.actions]
         if split != "all":
-            want = 1 if split == "train" else 0
-            names = [n for n in names if int(self.label(n).train) == want]
+            names = [n for n in names if in_split(self.label(n).train, split)]
         self.names: list[str] = names
 
     def __len__(self) -> int:

@@ -36,7 +36,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from structvid.data.clips import Video, load_video, person_box
-from structvid.data.penn_action import SPLITS, PennActionDataset
+from structvid.data.penn_action import SPLITS, PennActionDataset, in_split
 from structvid.data.skeleton import PENN_ACTIONS
 from structvid.errors import UserError
 from structvid.io.files import atomic_dir, atomic_path
@@ -115,8 +115,7 @@ class PreparedStore:
                 raise UserError(f"unknown action(s) {', '.join(unknown)}; known: {', '.join(PENN_ACTIONS)}", self.root)
             names = [n for n in names if self.actions[n] in actions]
         if split != "all":
-            want = 1 if split == "train" else 0
-            names = [n for n in names if self.train[n] == want]
+            names = [n for n in names if in_split(self.train[n], split)]
         return list(names)
 
     def frame_count(self, name: str) -> int:
