@@ -7,6 +7,7 @@ and checkpoints carry it, so a run can be rebuilt from its folder alone.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -78,6 +79,7 @@ class LossConfig:
 
 
 LR_SCHEDULES = ("constant", "cosine")  # training/loop.py lr_factor
+PRECISIONS = ("fp32", "bf16", "fp16")  # training/devices.py DTYPES
 POSE_LOSSES = ("squared", "l2")  # losses/pose.py pose_loss
 STEP_WEIGHTS = ("uniform", "relative")  # losses/pose.py pose_loss (reference)
 
@@ -99,12 +101,6 @@ class LoopConfig:
     lr_schedule: str = "constant"  # constant | cosine (decay to 0 at `steps`; a pure function of the step)
     grad_clip: float = 0.0  # clip each update's gradient norm to this (0: off)
 
-    def validate_loop(self, source: str | None = None) -> None:
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UserError(f"train.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}", source)
-        if self.grad_clip < 0:
-            raise UserError(f"train.grad_clip must be >= 0 (0: off), got {self.grad_clip}", source)
-
 
 @dataclass
 class TrainConfig(LoopConfig):
@@ -124,10 +120,8 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def validate(self, source: str | None = None) -> "ExperimentConfig":
-        m, c, d = self.model, self.critic, self.data
-        self.train.validate_loop(source)
-        if m.residual not in RESIDUAL_MODES:
-            raise UserError(f"model.residual must be one of {RESIDUAL_MODES}, got {m.residual!r}", source)
+        """What one field cannot say alone (each field's own range is checked by from_dict, FIELD_RULES)."""
+        m, c, d, w = self.model, self.critic, self.data, self.loss
         if m.resolution != d.image_size or c.resolution != d.image_size:
             raise UserError(
                 f"model.resolution ({m.resolution}), critic.resolution ({c.resolution}) and data.image_size "
@@ -136,11 +130,82 @@ class ExperimentConfig:
             )
         if m.resolution < 8 or m.resolution & (m.resolution - 1):
             raise UserError(f"resolution must be a power of two >= 8, got {m.resolution}", source)
-        if d.max_jump < 1:
-            raise UserError(f"data.max_jump must be >= 1, got {d.max_jump}", source)
-        if self.train.precision not in ("fp32", "bf16", "fp16"):
-            raise UserError(f"train.precision must be fp32, bf16 or fp16, got {self.train.precision!r}", source)
+        if w.rec == w.sparsity == w.gen == w.feat == 0:
+            raise UserError("loss.rec, loss.sparsity, loss.gen and loss.feat are all 0: G_M would learn nothing "
+                            "(Eq. 9)", source)
         return self
+
+
+# ---------------------------------------------------------------- allowed values of each field
+
+
+@dataclass(frozen=True)
+class Range:
+    """An interval of numbers (None: unbounded on that side); `open_low`/`open_high` exclude the bound."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def __contains__(self, v: float) -> bool:
+        if self.low is not None and (v <= self.low if self.open_low else v < self.low):
+            return False
+        return self.high is None or (v < self.high if self.open_high else v <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.open_low else '>='} {self.low}"
+        return f"in {'(' if self.open_low else '['}{self.low}, {self.high}{')' if self.open_high else ']'}"
+
+
+AT_LEAST_1, NON_NEGATIVE, POSITIVE, FRACTION = Range(1), Range(0), Range(0, open_low=True), Range(0, 1, open_high=True)
+WIDTHS = {"image_channels": AT_LEAST_1, "motion_channels": AT_LEAST_1, "resolution": Range(8),
+          "base_width": AT_LEAST_1, "max_width": AT_LEAST_1}
+
+# The range (or the names) each field allows, per dataclass (a subclass inherits its parents' rules), checked by
+# `check_fields` whenever `from_dict` builds a section from a YAML file, overrides or a run folder: a bad
+# value stops the command at once, with the field's name, before any data or model is built. Optional fields
+# (None) are not checked; float fields must be finite whatever their rule. Checks involving several fields
+# are the `validate` methods'.
+FIELD_RULES: dict[str, dict[str, Range | tuple[str, ...]]] = {
+    "ForecasterConfig": {**WIDTHS, "dense_growth": AT_LEAST_1, "residual": RESIDUAL_MODES},
+    "CriticConfig": WIDTHS,
+    "DataConfig": {"image_size": Range(8), "max_jump": AT_LEAST_1, "sigma": POSITIVE, "crop_margin": NON_NEGATIVE,
+                   "num_workers": NON_NEGATIVE},
+    "LossConfig": {"rec": NON_NEGATIVE, "sparsity": NON_NEGATIVE, "gen": NON_NEGATIVE, "gp_lambda": NON_NEGATIVE,
+                   "feat": NON_NEGATIVE, "feat_crop": AT_LEAST_1},
+    "LoopConfig": {"steps": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "seed": NON_NEGATIVE,
+                   "precision": PRECISIONS, "checkpoint_every": AT_LEAST_1, "log_every": AT_LEAST_1,
+                   "sample_every": AT_LEAST_1, "keep_checkpoints": NON_NEGATIVE, "lr_schedule": LR_SCHEDULES,
+                   "grad_clip": NON_NEGATIVE},
+    "TrainConfig": {"betas": FRACTION, "critic_steps": AT_LEAST_1},
+    "PoseLSTMConfig": {"num_joints": AT_LEAST_1, "hidden_size": AT_LEAST_1, "num_layers": AT_LEAST_1,
+                       "observed": Range(2), "horizon": AT_LEAST_1, "dropout": FRACTION},
+    "PoseDataConfig": {"val_fraction": FRACTION, "stride": AT_LEAST_1, "max_start": NON_NEGATIVE,
+                       "min_horizon": AT_LEAST_1, "speed": POSITIVE},
+    "PoseTrainConfig": {"loss": POSE_LOSSES, "step_weights": STEP_WEIGHTS, "weight_decay": NON_NEGATIVE},
+}
+
+
+def check_fields(cfg: Any, source: str | None = None, prefix: str = "") -> None:
+    """UserError naming the first field of dataclass `cfg` outside its FIELD_RULES, or a non-finite float."""
+    rules: dict[str, Range | tuple[str, ...]] = {}
+    for klass in reversed(type(cfg).__mro__):
+        rules.update(FIELD_RULES.get(klass.__name__, {}))
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), prefix + f.name
+        values = value if isinstance(value, (tuple, list)) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise UserError(f"{key} must be a finite number, got {value}", source)
+        rule = rules.get(f.name)
+        if rule is None or value is None:
+            continue
+        if isinstance(rule, Range):
+            if not all(isinstance(v, (int, float)) and v in rule for v in values):
+                raise UserError(f"{key} must be {rule}, got {value}", source)
+        elif value not in rule:
+            raise UserError(f"{key} must be one of {', '.join(rule)}, got {value!r}", source)
 
 
 # ---------------------------------------------------------------- dict <-> dataclass
@@ -162,7 +227,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type, data: dict[str, Any], source: str | None = None, prefix: str = "") -> Any:
-    """Build dataclass `cls` from `data`, rejecting unknown keys and coercing simple types."""
+    """Build dataclass `cls` from `data`, rejecting unknown keys, coercing simple types and checking each
+    field's value (`check_fields`); every error is a UserError naming `source` and the key."""
     if not isinstance(data, dict):
         raise UserError(f"section {prefix.rstrip('.') or '<root>'} must be a mapping, got {type(data).__name__}", source)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -176,12 +242,27 @@ def from_dict(cls: type, data: dict[str, Any], source: str | None = None, prefix
         if dataclasses.is_dataclass(default):
             kwargs[name] = from_dict(type(default), value or {}, source, prefix + name + ".")
         else:
-            kwargs[name] = _coerce(value, default, source, prefix + name)
-    return cls(**kwargs)
+            kwargs[name] = _coerce(value, default, source, prefix + name, str(fields[name].type))
+    cfg = cls(**kwargs)
+    check_fields(cfg, source, prefix)
+    return cfg
 
 
-def _coerce(value: Any, default: Any, source: str | None, key: str) -> Any:
+_EXAMPLES = {"int": 0, "float": 0.0, "str": "", "bool": False}  # a value of each annotated type, for _coerce
+
+
+def _coerce(value: Any, default: Any, source: str | None, key: str, annotation: str = "") -> Any:
+    """`value` as the type of `default`; an `X | None` field (default None) takes None or an X, and the
+    items of a `list[X]` are coerced to X."""
+    kinds = [k for k in annotation.replace(" ", "").split("|") if k != "None"]
+    item_kind = kinds[0][5:-1] if kinds and kinds[0].startswith("list[") else ""
+    if default is None:
+        if value is None or not kinds:
+            return value
+        default = [] if item_kind else _EXAMPLES.get(kinds[0], value)
     try:
+        if isinstance(value, bool) and not isinstance(default, bool) and isinstance(default, (int, float)):
+            raise ValueError(value)  # YAML's true/false is no number
         if isinstance(default, bool):
             if isinstance(value, bool):
                 return value
@@ -199,8 +280,13 @@ def _coerce(value: Any, default: Any, source: str | None, key: str) -> Any:
         if isinstance(default, tuple):
             return tuple(type(d)(v) for d, v in zip(default, value, strict=True))
         if isinstance(default, list):
-            return list(value) if isinstance(value, (list, tuple)) else [value]
+            items = list(value) if isinstance(value, (list, tuple)) else [value]
+            if item_kind in _EXAMPLES:
+                return [_coerce(v, _EXAMPLES[item_kind], source, key) for v in items]
+            return items
         if isinstance(default, str):
+            if isinstance(value, (list, dict)):
+                raise ValueError(value)
             return str(value)
     except (TypeError, ValueError):
         raise UserError(f"config key {key}: cannot use {value!r} (expected {type(default).__name__})", source) from None
@@ -241,6 +327,12 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError("config must be a YAML mapping", p)
     return data
+
+
+def load_section(cls: type, path: str | Path, section: str) -> Any:
+    """One section of an experiment YAML (e.g. a run folder's config.yaml) as dataclass `cls`, its values
+    checked; a missing or empty section gives the defaults."""
+    return from_dict(cls, load_yaml(path).get(section) or {}, str(path), section + ".")
 
 
 def load_config(cls: type, path: str | Path | None = None, overrides: Iterable[str] = ()) -> Any:
@@ -326,27 +418,12 @@ class PoseExperimentConfig:
     train: PoseTrainConfig = field(default_factory=PoseTrainConfig)
 
     def validate(self, source: str | None = None) -> "PoseExperimentConfig":
-        if self.model.observed < 2:
-            raise UserError(f"model.observed must be >= 2, got {self.model.observed}", source)
-        if self.model.horizon < 1:
-            raise UserError(f"model.horizon must be >= 1, got {self.model.horizon}", source)
-        if not 0.0 <= self.data.val_fraction < 1.0:
-            raise UserError(f"data.val_fraction must be in [0, 1), got {self.data.val_fraction}", source)
-        if self.data.max_start is not None and self.data.max_start < 0:
-            raise UserError(f"data.max_start must be >= 0 or null, got {self.data.max_start}", source)
-        if self.data.min_horizon is not None and not 1 <= self.data.min_horizon <= self.model.horizon:
+        """What one field cannot say alone (each field's own range is checked by from_dict, FIELD_RULES)."""
+        if self.data.min_horizon is not None and self.data.min_horizon > self.model.horizon:
             raise UserError(f"data.min_horizon must be in 1..model.horizon ({self.model.horizon}) or null, "
                             f"got {self.data.min_horizon}", source)
         lo, hi = self.data.speed
-        if not 0.0 < lo <= hi:
+        if not lo <= hi:
             raise UserError(f"data.speed must be a range 0 < low <= high, got {self.data.speed}", source)
-        if self.train.weight_decay < 0:
-            raise UserError(f"train.weight_decay must be >= 0, got {self.train.weight_decay}", source)
-        if not 0.0 <= self.model.dropout < 1.0:
-            raise UserError(f"model.dropout must be in [0, 1), got {self.model.dropout}", source)
-        if self.train.step_weights not in STEP_WEIGHTS:
-            raise UserError(f"train.step_weights must be one of {STEP_WEIGHTS}, got {self.train.step_weights!r}", source)
-        if self.train.loss not in POSE_LOSSES:
-            raise UserError(f"train.loss must be one of {POSE_LOSSES}, got {self.train.loss!r}", source)
-        self.train.validate_loop(source)
         return self
+

@@ -18,9 +18,8 @@ from typing import Callable
 
 import numpy as np
 import torch
-import yaml
 
-from structvid.config import DataConfig, from_dict
+from structvid.config import DataConfig, load_section
 from structvid.data.clips import apply_affine, crop_affine, crop_frame, person_box
 from structvid.errors import UserError
 from structvid.io.images import to_tensor, to_uint8
@@ -68,8 +67,7 @@ class ImageToVideoPipeline:
         data = DataConfig()
         for cand in (ckpt / "config.yaml", ckpt.parent.parent / "config.yaml", Path(path) / "config.yaml"):
             if cand.is_file():
-                raw = yaml.safe_load(cand.read_text()) or {}
-                data = from_dict(DataConfig, raw.get("data", {}), str(cand))
+                data = load_section(DataConfig, cand, "data")
                 break
         structure = JointHeatmaps(num_joints=forecaster.config.motion_channels, sigma=data.sigma)
         return cls(forecaster, structure, data.crop_margin, device=pick_device(device), **kwargs)
