@@ -46,6 +46,8 @@ def _train_options(data_help: str):
             click.option("--out", "run_dir", type=click.Path(path_type=Path), required=True, help="Run folder."),
             click.option("--data", "data_root", help=data_help),
             click.option("--resume", is_flag=True, help="Continue from the run folder's latest checkpoint."),
+            click.option("--force", is_flag=True,
+                         help="Start over in a folder that holds a run: its checkpoints, logs and config are removed."),
             click.option("--device", help="auto | cpu | cuda | cuda:N | mps (overrides train.device)."),
             click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), help="Autocast precision."),
             click.option("--dry-run", is_flag=True, help="Print the resolved config and exit."),
@@ -58,7 +60,7 @@ def _train_options(data_help: str):
     return decorate
 
 
-def _run_training(cfg_cls, train_fn, config_path, run_dir, data_root, resume, device, precision, dry_run,
+def _run_training(cfg_cls, train_fn, config_path, run_dir, data_root, resume, force, device, precision, dry_run,
                   no_progress, overrides) -> None:
     """Resolve the config (YAML, then flags, then section.field=value overrides) and train or print it."""
     import yaml
@@ -75,7 +77,7 @@ def _run_training(cfg_cls, train_fn, config_path, run_dir, data_root, resume, de
     if dry_run:
         click.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False))
         return
-    result = train_fn(cfg, run_dir, resume=resume, progress=not no_progress)
+    result = train_fn(cfg, run_dir, resume=resume, progress=not no_progress, force=force)
     click.echo(json.dumps({"step": result.step, "checkpoint": str(result.checkpoint), **result.stats}))
 
 

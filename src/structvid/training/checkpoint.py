@@ -15,48 +15,84 @@ write never becomes the checkpoint that `--resume` or `from_pretrained` picks.
 
 from __future__ import annotations
 
+import errno
 import json
 import random
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import torch
 from torch import nn
 
 from structvid.errors import UserError
-from structvid.io.files import atomic_dir, atomic_write_text
+from structvid.io.files import atomic_dir, atomic_write_text, describe_os_error, output_errors
 from structvid.models.saving import load_pretrained, save_pretrained
 
 STATE_FILE = "state.pt"
 LATEST = "latest.json"
+FULL_DISK_BYTES = 1 << 20  # free space below which a failed checkpoint write is taken for a full disk
 
 
 def checkpoint_dir(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / "checkpoints" / f"step_{step:08d}"
 
 
+def _full_disk(e: BaseException, where: Path) -> bool:
+    """Whether a failed write was a full disk.
+
+    Python's own writes raise OSError(ENOSPC/EDQUOT). torch.save's C++ writer reports it as a RuntimeError
+    ("basic_ios::clear: iostream error", "file write failed") and safetensors as its own error, both without
+    an errno, so for those the file system is asked: a write fails for lack of space only once the disk is
+    full, and the partial file still fills it (the caller checks before that file is removed).
+    """
+    if isinstance(e, OSError):
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    if "No space left on device" in str(e):
+        return True
+    try:
+        return shutil.disk_usage(where).free < FULL_DISK_BYTES
+    except OSError:
+        return False
+
+
 def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module],
                     optimizers: dict[str, torch.optim.Optimizer], extra: dict[str, Any] | None = None,
                     keep: int = 2) -> Path:
-    """Write a complete checkpoint for `step`, point latest.json at it and prune all but `keep` newest."""
+    """Write a complete checkpoint for `step`, point latest.json at it and prune all but `keep` newest.
+
+    A full disk is one line naming the file that did not fit; latest.json keeps pointing at the previous
+    complete checkpoint and no temporary folder stays behind (atomic_dir).
+    """
     run_dir = Path(run_dir)
     target = checkpoint_dir(run_dir, step)
-    with atomic_dir(target) as tmp:
-        for name, module in modules.items():
-            save_pretrained(module, tmp, name)
-        state = {
-            "step": step,
-            "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()},
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                "python": random.getstate(),
-            },
-            "extra": extra or {},
-        }
-        torch.save(state, tmp / STATE_FILE)
-    atomic_write_text(run_dir / LATEST, json.dumps({"step": step, "path": str(target.relative_to(run_dir))}))
+    writing = target
+    try:
+        with atomic_dir(target) as tmp:
+            try:
+                for name, module in modules.items():
+                    writing = target / f"{name}.safetensors"
+                    save_pretrained(module, tmp, name)
+                state = {
+                    "step": step,
+                    "optimizers": {k: opt.state_dict() for k, opt in optimizers.items()},
+                    "rng": {
+                        "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                        "python": random.getstate(),
+                    },
+                    "extra": extra or {},
+                }
+                writing = target / STATE_FILE
+                torch.save(state, tmp / STATE_FILE)
+            except Exception as e:  # noqa: BLE001 - torch and safetensors report a full disk in their own ways
+                if _full_disk(e, tmp):
+                    raise UserError(f"no space left on device while writing {writing}") from None
+                raise
+        with output_errors(run_dir / LATEST):
+            atomic_write_text(run_dir / LATEST, json.dumps({"step": step, "path": str(target.relative_to(run_dir))}))
+    except OSError as e:  # the rename into place, the temp folder itself
+        raise UserError(describe_os_error(e, writing)) from None
     if keep > 0:
         for old in sorted((run_dir / "checkpoints").glob("step_*"))[:-keep]:
             if old != target:
@@ -65,15 +101,27 @@ def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint folder of a run, or None when the run has none."""
+    """The newest complete checkpoint folder of a run, or None when the run has none.
+
+    latest.json must be {"step": int, "path": "relative/folder"} and point inside the run folder.
+    """
     run_dir = Path(run_dir)
     latest = run_dir / LATEST
     if not latest.is_file():
         return None
     try:
-        path = run_dir / json.loads(latest.read_text())["path"]
-    except (ValueError, KeyError):
-        raise UserError("corrupt latest.json (delete it to start over)", latest) from None
+        entry = json.loads(latest.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise UserError("corrupt latest.json, not JSON (delete it to start over)", latest) from None
+    if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("step"), int)
+            and not isinstance(entry["step"], bool)):
+        raise UserError('corrupt latest.json: expected {"step": <int>, "path": "checkpoints/step_N"}, got '
+                        f"{json.dumps(entry)[:80]}", latest)
+    rel = PurePath(entry["path"])
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts or str(rel) == ".":
+        raise UserError(f"latest.json points outside its run folder ({entry['path']!r}); it must name a "
+                        "checkpoint folder inside the run", latest)
+    path = run_dir / rel
     if not path.is_dir():
         raise UserError(f"latest.json points to a missing checkpoint {path}", latest)
     return path

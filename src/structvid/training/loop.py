@@ -25,7 +25,7 @@ from torch import nn
 from tqdm import tqdm
 
 from structvid.config import LR_SCHEDULES
-from structvid.io.files import atomic_path
+from structvid.io.files import atomic_path, output_errors
 from structvid.losses.phases import Phase
 from structvid.training import checkpoint as ckpt
 from structvid.training.devices import autocast
@@ -91,8 +91,21 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
+def append_metrics(run_dir: Path, row: dict[str, float]) -> None:
+    """One line of RUN/metrics.jsonl (a full disk: one line naming the file)."""
+    path = run_dir / "metrics.jsonl"
+    with output_errors(path), open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
 def run_loop(task: Task, settings: LoopSettings, run_dir: Path, device: torch.device, info: DistInfo,
-             resume: bool = False) -> LoopResult:
+             resume: bool = False, on_start: Callable[[int], None] | None = None) -> LoopResult:
+    """Train from step 0 (or the latest checkpoint with `resume`) to `settings.steps`.
+
+    `on_start(step)` runs once the checkpoint is restored and before the first write into `run_dir`
+    (run_folder.RunFolder.begin: config.yaml, metrics cut back to `step`); a run already at its last step
+    writes nothing.
+    """
     run_dir = Path(run_dir)
     start = 0
     if resume:
@@ -104,6 +117,8 @@ def run_loop(task: Task, settings: LoopSettings, run_dir: Path, device: torch.de
                 log.info("resumed from %s (step %d)", latest, start)
     if start >= settings.steps:
         return LoopResult(start, checkpoint=ckpt.latest_checkpoint(run_dir))
+    if on_start is not None:
+        on_start(start)
 
     for opt in task.optimizers.values():  # the schedule scales the lr each group was built with
         for group in opt.param_groups:
@@ -166,23 +181,22 @@ def run_loop(task: Task, settings: LoopSettings, run_dir: Path, device: torch.de
                 last["train/steps_per_s"] = rate
                 for k, v in last.items():
                     writer.add_scalar(k, v, done)
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps({"step": done, **last}) + "\n")
+                append_metrics(run_dir, {"step": done, **last})
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3g}" for k, v in list(last.items())[:4]})
         if info.is_main and task.sample_grid is not None and (done % settings.sample_every == 0 or done == settings.steps):
             grid = task.sample_grid()
             writer.add_image("samples", grid, done, dataformats="HWC")
             from PIL import Image
 
-            with atomic_path(run_dir / "samples" / f"step_{done:08d}.png") as tmp:
+            png = run_dir / "samples" / f"step_{done:08d}.png"
+            with output_errors(png), atomic_path(png) as tmp:
                 Image.fromarray(grid).save(tmp)
         if done % settings.checkpoint_every == 0 or done == settings.steps:
             if info.is_main and task.validate is not None:
                 val = task.validate()
                 for k, v in val.items():
                     writer.add_scalar(k, v, done)
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps({"step": done, **val}) + "\n")
+                append_metrics(run_dir, {"step": done, **val})
                 last.update(val)
             if info.is_main:
                 saved = ckpt.save_checkpoint(run_dir, done, task.modules, task.optimizers,

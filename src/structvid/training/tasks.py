@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from structvid.models.forecaster import Forecaster
 from structvid.training.devices import pick_device, resolve_precision
 from structvid.training.distributed import DistInfo, cleanup, init_distributed, wrap
 from structvid.training.loop import LoopResult, LoopSettings, Task, run_loop
+from structvid.training.run_folder import RunFolder
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +94,11 @@ def settings_from(train_cfg: LoopConfig, precision: str, progress: bool) -> Loop
     )
 
 
-def run_training(cfg: Any, build_task, run_dir: str | Path, resume: bool = False, progress: bool = True) -> LoopResult:
-    """Device/precision/DDP set-up shared by every task; rank 0 writes the resolved config."""
+def run_training(cfg: Any, build_task, run_dir: str | Path, resume: bool = False, progress: bool = True,
+                 force: bool = False) -> LoopResult:
+    """Device/precision/DDP set-up shared by every task. Under the run folder's lock (`training.run_folder`)
+    the task is built and the checkpoint restored before rank 0 writes anything: a start that fails on a
+    bad value, missing data or a mismatched `--resume` leaves the folder as it was."""
     run_dir = Path(run_dir)
     probe = pick_device(cfg.train.device)
     info = init_distributed(probe.type)
@@ -102,23 +107,29 @@ def run_training(cfg: Any, build_task, run_dir: str | Path, resume: bool = False
         torch.cuda.set_device(device)
     precision = resolve_precision(cfg.train.precision, device)
     try:
-        if info.is_main:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_yaml(cfg, run_dir / "config.yaml")
-            log.info("training %s on %s (%s, %d process(es)) -> %s", cfg.name, device, precision, info.world, run_dir)
-        task = build_task(cfg, device, info)
-        if info.is_main and task.summary:
-            import json
+        with RunFolder(run_dir, info, device, resume, force) as folder:
+            task = build_task(cfg, device, info)
 
-            atomic_write_text(run_dir / "data.json", json.dumps(task.summary, indent=2))
-            log.info("data: %s", {k: v for k, v in task.summary.items() if not isinstance(v, list)})
-        return run_loop(task, settings_from(cfg.train, precision, progress), run_dir, device, info, resume)
+            def begin(step: int) -> None:
+                folder.begin(step)
+                if not info.is_main:
+                    return
+                save_yaml(cfg, run_dir / "config.yaml")
+                if task.summary:
+                    atomic_write_text(run_dir / "data.json", json.dumps(task.summary, indent=2))
+                    log.info("data: %s", {k: v for k, v in task.summary.items() if not isinstance(v, list)})
+                log.info("training %s on %s (%s, %d process(es)) from step %d -> %s", cfg.name, device, precision,
+                         info.world, step, run_dir)
+
+            return run_loop(task, settings_from(cfg.train, precision, progress), run_dir, device, info, resume,
+                            on_start=begin)
     finally:
         cleanup(info)
 
 
-def train_forecaster(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> LoopResult:
-    return run_training(cfg, forecast_task, run_dir, resume, progress)
+def train_forecaster(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+                     force: bool = False) -> LoopResult:
+    return run_training(cfg, forecast_task, run_dir, resume, progress, force)
 
 
 # ---------------------------------------------------------------- pose LSTM (G_C for bodies, §4)
@@ -237,5 +248,6 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
     )
 
 
-def train_poses(cfg: PoseExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True) -> LoopResult:
-    return run_training(cfg, pose_task, run_dir, resume, progress)
+def train_poses(cfg: PoseExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+                force: bool = False) -> LoopResult:
+    return run_training(cfg, pose_task, run_dir, resume, progress, force)
