@@ -427,3 +427,55 @@ class PoseExperimentConfig:
             raise UserError(f"data.speed must be a range 0 < low <= high, got {self.data.speed}", source)
         return self
 
+
+# ---------------------------------------------------------------- motion refining stage (G_R, D_V, §6)
+
+SKIP_MODES = ("concat", "add")  # models/refiner.py: how an encoder level joins the decoder
+
+
+@dataclass
+class RefinerConfig:
+    """G_R, the motion refining network (§6.1, Table 2, Eq. 15): 3D conv encoder-decoder on [Ṽ, M].
+
+    Strided 4x4x4 convolutions halve the clip down to a 4x4 map (Table 2 at 16x64x64: 8x32x32 ... 1x4x4),
+    a 1x4x4 layer takes it to 1x1; transposed convolutions mirror them back. At 128x128 one more level is
+    added (as G_M does), widths capped at `max_width`.
+    """
+
+    image_channels: int = 3
+    motion_channels: int = 13
+    resolution: int = 64  # 64 or 128
+    clip_length: int = 16  # K, a power of two: 16 for bodies, 32 for faces (§7.1)
+    base_width: int = 128  # Table 2: E0..E3 = 128, 256, 512, 1024; decoder 512, 256, 128, (64)
+    max_width: int = 1024
+    # Encoder levels E_i whose output joins the decoder at the same size. None: every level from E2 on
+    # (§6.1 removes the skips "from the first two layers"); [] switches skips off.
+    skip_levels: list[int] | None = None
+    skip_mode: str = "concat"  # concat (U-Net) | add (a 1x1x1 conv matches the encoder's width first)
+
+
+@dataclass
+class VideoCriticConfig:
+    """D_V, the conditional video critic (§6.2, Eq. 17-20): G_R's encoder on [V, M], WGAN scalar head."""
+
+    image_channels: int = 3
+    motion_channels: int = 13
+    resolution: int = 64
+    clip_length: int = 16
+    base_width: int = 128
+    max_width: int = 1024
+
+
+@dataclass
+class RefineLossConfig:
+    """Weights of Eq. 16-17 for G_R (a weight of 0 switches a term off) and of Eq. 19-20 for D_V."""
+
+    rec: float = 1.0  # Eq. 16 ℓ_rec(V, V̄), L1 (Eq. 10)
+    sparsity: float = 1.0  # Eq. 16 ℓ_r(m), L1 on the spatiotemporal mask (Eq. 11)
+    gen_video: float = 1.0  # Eq. 17, −D_V([V̄, M])
+    gen_image: float = 1.0  # Eq. 17, −(1/K) Σ_i D_I([Ī_i, M_i])
+    rank: float = 1.0  # γ of Eq. 16 and Eq. 19 (§7.1: 1)
+    gp_lambda: float = 10.0  # λ of Eq. 19 (and of Eq. 13 for D_I)
+    # D_V blocks whose feature maps give the Gram matrices of Eq. 18 (0 = E0); §6.2 says "different
+    # layers" without naming them: the first two, where motion texture is still resolved in time.
+    rank_layers: list[int] = field(default_factory=lambda: [0, 1])

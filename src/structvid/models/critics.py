@@ -1,13 +1,16 @@
-"""D_I, the conditional image critic of the forecasting stage (§5.2, Eq. 12-14)."""
+"""D_I, the conditional image critic (§5.2, Eq. 12-14), and D_V, the conditional video critic (§6.2, Eq. 17-20)."""
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from structvid.config import CriticConfig
+from structvid.config import CriticConfig, VideoCriticConfig
 from structvid.models.blocks import Encoder, check_shape, level_widths
+from structvid.models.refiner import VideoEncoder, time_halvings, video_widths
 
 
 class ImageCritic(nn.Module):
@@ -32,3 +35,43 @@ class ImageCritic(nn.Module):
         check_shape("motion", motion, (image.shape[0], self.config.motion_channels, r, r))
         embedding = self.encoder(torch.cat([image, motion], dim=1))[-1]  # (N, w_L, 4, 4)
         return self.score(F.relu(embedding).flatten(1)).squeeze(1)  # (N, w_L*16) -> (N, 1) -> (N,)
+
+
+class VideoCritic(nn.Module):
+    """D_V([V, M]) (§6.2): the E* design of Table 2 (G_R's encoder) on a clip concatenated per frame with
+    its motion maps, conditioned on the motion like D_I.
+
+    No batch norm (Table 2 has none in E*; WGAN-GP's penalty is per sample). As in D_I, the output of the
+    last layer E_L (T_L x 1 x 1) goes through a ReLU and one linear layer to a scalar score, no sigmoid.
+    `forward(..., layers)` also returns the feature maps of blocks `layers` (0 = E0 .. L = E_L) from the
+    same pass, for the Gram matrices of the ranking loss (Eq. 18), so that DDP sees one forward.
+    """
+
+    def __init__(self, cfg: VideoCriticConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        widths = video_widths(cfg.resolution, cfg.base_width, cfg.max_width)
+        halvings = time_halvings(cfg.clip_length, len(widths))
+        self.encoder = VideoEncoder(cfg.image_channels + cfg.motion_channels, widths, halvings)
+        frames_left = cfg.clip_length >> sum(halvings)  # T_L: 1 for Table 2's 16x64x64
+        self.score = nn.Linear(widths[-1] * frames_left, 1)
+
+    def forward(self, clip: Tensor, motions: Tensor,
+                layers: Sequence[int] | None = None) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """clip (N, K, C, R, R), motions (N, K, J, R, R) -> scores (N,); with `layers`, (scores, the
+        feature maps (N, C_i, T_i, H_i, W_i) of those blocks, in the order asked)."""
+        cfg = self.config
+        r, k = cfg.resolution, cfg.clip_length
+        check_shape("clip", clip, (None, k, cfg.image_channels, r, r))
+        check_shape("motions", motions, (clip.shape[0], k, cfg.motion_channels, r, r))
+        features = self.encoder(torch.cat([clip, motions.to(clip.dtype)], dim=2).transpose(1, 2))
+        scores = self.score(F.relu(features[-1]).flatten(1)).squeeze(1)  # (N, w_L * T_L) -> (N,)
+        if layers is None:
+            return scores
+        if any(not 0 <= i < len(features) for i in layers):
+            raise ValueError(f"layers must lie in 0..{len(features) - 1} (E0..E{len(features) - 1}), got {list(layers)}")
+        return scores, [features[i] for i in layers]
+
+    def features(self, clip: Tensor, motions: Tensor, layers: Sequence[int]) -> list[Tensor]:
+        """The feature maps of blocks `layers` for [clip, motions] (see `forward`)."""
+        return self(clip, motions, layers)[1]

@@ -14,17 +14,27 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from structvid.config import CriticConfig, ForecasterConfig, PoseLSTMConfig, from_dict
+from structvid.config import (
+    CriticConfig,
+    ForecasterConfig,
+    PoseLSTMConfig,
+    RefinerConfig,
+    VideoCriticConfig,
+    from_dict,
+)
 from structvid.errors import UserError
 from structvid.io.files import atomic_path, atomic_write_text
-from structvid.models.critics import ImageCritic
+from structvid.models.critics import ImageCritic, VideoCritic
 from structvid.models.forecaster import Forecaster
 from structvid.models.pose_lstm import PoseLSTM
+from structvid.models.refiner import Refiner
 
 _REGISTRY: dict[str, tuple[type[nn.Module], type]] = {
     "Forecaster": (Forecaster, ForecasterConfig),
     "ImageCritic": (ImageCritic, CriticConfig),
     "PoseLSTM": (PoseLSTM, PoseLSTMConfig),
+    "Refiner": (Refiner, RefinerConfig),
+    "VideoCritic": (VideoCritic, VideoCriticConfig),
 }
 
 
