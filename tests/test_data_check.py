@@ -97,3 +97,56 @@ def test_labels_only_copy_is_one_problem(shared_data) -> None:
     problems = check_penn_dataset(root)
     assert problems == [Problem(str(root / "frames"), problems[0].problem)]
     assert "frames/" in problems[0].problem
+
+
+def test_cli_reports_truncated_and_corrupt_frames(tmp_path, capsys) -> None:
+    """cv2.imread decodes a truncated or zero-filled JPEG with grey in place of the missing part; the check
+    decodes every frame completely and reports each bad one, exit status 2."""
+    from structvid.cli import main
+
+    make_valid(tmp_path, ["0001", "0002", "0003", "0004", "0005"])
+    frames = tmp_path / "frames"
+    truncated = frames / "0001" / frame_name(1)
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: int(len(data) * 0.6)])
+    assert cv2.imread(str(truncated)) is not None  # why a plain cv2.imread check passed it
+    corrupt = frames / "0002" / frame_name(2)
+    corrupt.write_bytes(np.random.default_rng(1).integers(0, 256, 2000, dtype=np.uint8).tobytes())
+    empty = frames / "0003" / frame_name(0)
+    empty.write_bytes(b"")
+    zero_filled = frames / "0004" / frame_name(4)  # e.g. an interrupted copy into a preallocated file
+    data = zero_filled.read_bytes()
+    zero_filled.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+    assert cv2.imread(str(zero_filled)) is not None
+
+    assert main(["data", "check", str(tmp_path)]) == 2
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    for path, words in ((truncated, "truncated"), (corrupt, "not a readable image"), (empty, "empty"),
+                        (zero_filled, "truncated")):
+        assert any(line.startswith(f"{path}: unreadable image file") and words in line for line in lines), out
+    assert len(lines) == 4 and "4 problem(s) found" in err  # and nothing about the intact 0005
+
+
+def test_every_frame_size_is_checked(tmp_path) -> None:
+    make_valid(tmp_path, ["0001"])
+    for i in (2, 4):
+        cv2.imwrite(str(tmp_path / "frames" / "0001" / frame_name(i)), np.zeros((H, W + 8, 3), np.uint8))
+    problems = check_penn_dataset(tmp_path)
+    assert problems == [Problem(str(tmp_path / "frames" / "0001" / frame_name(2)),
+                                f"image is {W + 8}x{H} (WxH) but the label's dimensions say {W}x{H} "
+                                "(1 more frame(s) of a wrong size)")]
+
+
+def test_official_test_half_flags_pass(tmp_path, capsys) -> None:
+    """Labels of the real test half (train = -1) and re-packed ones (train = 0) are valid."""
+    from structvid.cli import main
+
+    make_valid(tmp_path, ["0001", "0002", "0003"])
+    for name, value in (("0002", np.array([[-1]], np.int32)), ("0003", np.array([[0]], np.uint8))):
+        path = tmp_path / "labels" / f"{name}.mat"
+        mat = {k: v for k, v in scipy.io.loadmat(str(path)).items() if not k.startswith("__")}
+        mat["train"] = value
+        scipy.io.savemat(str(path), mat)
+    assert main(["data", "check", str(tmp_path)]) == 0
+    assert "no problems found" in capsys.readouterr().out

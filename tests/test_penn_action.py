@@ -226,3 +226,19 @@ def test_other_train_flags_are_rejected_naming_the_file(tmp_path: Path, value: n
     seq.train = 2
     with pytest.raises(ValueError, match="train flag"):
         write_label(tmp_path / "0043.mat", seq)
+
+
+def test_truncated_frame_is_an_error_not_grey(tmp_path: Path):
+    make_layout(tmp_path, nframes=3)
+    ds = PennActionDataset(tmp_path)
+    path = tmp_path / "frames" / "0002" / frame_name(1)
+    cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.6)])
+    assert cv2.imread(str(path)) is not None  # OpenCV alone decodes it, grey where data is missing
+    with pytest.raises(UserError, match="000002.jpg.*truncated"):
+        ds.load_frames("0002")
+    assert ds.load_frames("0002", [0, 2]).shape == (2, 24, 32, 3)  # the intact frames still load
+    path.write_bytes(b"")
+    with pytest.raises(UserError, match="000002.jpg.*unreadable"):
+        ds.load_frames("0002", [1])

@@ -3,8 +3,11 @@
 Checks, per sequence: the label reads and has every field with consistent shapes (`read_label`, which
 also rejects NaN/inf coordinates of visible joints and nframes ≠ dimensions[2]); a label has a frame
 folder and a frame folder has a label; the folder holds exactly nframes frame files and none of
-000001.jpg .. nframes is missing; every frame decodes with cv2.imread (`read_images=False` skips this,
-the slow part on the full dataset); the first frame's size equals the label's dimensions.
+000001.jpg .. nframes is missing; every frame decodes completely (`structvid.io.image_check.verify_image`
+reports truncated or zero-filled JPEGs, which cv2.imread decodes with grey in place of the missing part,
+and empty or undecodable files; about 1.5 ms per 480x360 frame; `read_images=False` checks the first
+frame only); every checked frame's size equals the label's dimensions (the first mismatch is reported,
+with the count of others).
 
 A labels-only copy (no frames/ folder at all, like the shared training labels) is reported ONCE, as a
 problem on frames/, and the frame checks are skipped; labels are still checked. Without labels/ nothing
@@ -17,10 +20,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-
 from structvid.data.penn_action import PennSequence, frame_name, read_label
 from structvid.errors import UserError
+from structvid.io.image_check import verify_image
 
 __all__ = ["Problem", "check_penn_dataset"]
 
@@ -90,18 +92,21 @@ def _check_frames(folder: Path, seq: PennSequence | None, read_images: bool) -> 
         if missing:
             shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
             out.append(Problem(str(folder), f"missing frame file(s) {shown} ({len(missing)} in all)"))
-    first_checked = False
+    expected = None if seq is None else (seq.width, seq.height)
+    wrong_size: list[tuple[str, tuple[int, int]]] = []
     for fname in sorted(present) if read_images else sorted(present)[:1]:
-        img = cv2.imread(str(folder / fname), cv2.IMREAD_COLOR)
-        if img is None:
-            out.append(Problem(str(folder / fname), "unreadable image file"))
+        try:
+            size = verify_image(folder / fname)
+        except UserError as e:
+            out.append(Problem(str(folder / fname), f"unreadable image file: {e.problem}"))
             continue
-        if not first_checked and seq is not None:
-            first_checked = True
-            if img.shape[:2] != (seq.height, seq.width):
-                out.append(Problem(
-                    str(folder / fname),
-                    f"image is {img.shape[1]}x{img.shape[0]} (WxH) but the label's dimensions say "
-                    f"{seq.width}x{seq.height}",
-                ))
+        if expected is not None and size != expected:
+            wrong_size.append((fname, size))
+    if wrong_size and expected is not None:
+        (fname, (w, h)), more = wrong_size[0], len(wrong_size) - 1
+        out.append(Problem(
+            str(folder / fname),
+            f"image is {w}x{h} (WxH) but the label's dimensions say {expected[0]}x{expected[1]}"
+            + (f" ({more} more frame(s) of a wrong size)" if more else ""),
+        ))
     return out

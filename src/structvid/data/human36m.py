@@ -172,11 +172,17 @@ class Human36MDataset:
         bx, by = math.floor(x1), math.floor(y1)
         side = max(math.ceil(x2) - bx, math.ceil(y2) - by, 1)
         frames: list[np.ndarray] = []
+        # An .mp4 whose index (moov) precedes its data still opens when the file is cut short; the decoder
+        # then just stops early. The index's frame count tells a cut file from a short video.
+        claimed = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         try:
             index = 0
             while len(frames) < len(joints):
                 ok, frame = cap.read()
                 if not ok:
+                    if 0 < index < claimed:
+                        raise UserError(f"video stops after {index} of its {claimed} frames (truncated or "
+                                        "corrupt file)", path)
                     break
                 if index % step == 0:
                     crop = _crop_square(frame, bx, by, side)

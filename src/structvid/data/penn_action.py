@@ -33,6 +33,7 @@ import scipy.io
 from structvid.data.skeleton import NUM_JOINTS, PENN_ACTIONS, PENN_JOINTS
 from structvid.errors import UserError
 from structvid.io.files import atomic_path
+from structvid.io.image_check import jpeg_complete
 
 FIELDS = ("action", "pose", "x", "y", "visibility", "train", "bbox", "dimensions", "nframes")
 SPLITS = ("all", "train", "test")
@@ -279,10 +280,16 @@ class PennActionDataset:
         for k, i in enumerate(idx):
             if not 0 <= i < len(paths):
                 raise IndexError(f"{name}: frame index {i} out of range [0, {len(paths)})")
-            img = cv2.imread(str(paths[i]), cv2.IMREAD_COLOR)
+            try:
+                data = paths[i].read_bytes()
+            except FileNotFoundError:
+                raise UserError("frame missing", paths[i]) from None
+            # libjpeg fills a truncated file's missing part with grey without an error: check the end marker
+            if not jpeg_complete(data):
+                raise UserError("frame is a truncated or corrupt JPEG (no end-of-image marker)", paths[i])
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
             if img is None:
-                problem = "frame missing" if not paths[i].exists() else "frame unreadable as an image"
-                raise UserError(problem, paths[i])
+                raise UserError("frame unreadable as an image", paths[i])
             if img.shape[:2] != (seq.height, seq.width):
                 raise UserError(f"frame is {img.shape[1]}x{img.shape[0]} (WxH) but the label says "
                                 f"{seq.width}x{seq.height}", paths[i])
