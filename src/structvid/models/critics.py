@@ -69,7 +69,8 @@ class VideoCritic(nn.Module):
         if layers is None:
             return scores
         if any(not 0 <= i < len(features) for i in layers):
-            raise ValueError(f"layers must lie in 0..{len(features) - 1} (E0..E{len(features) - 1}), got {list(layers)}")
+            last = len(features) - 1
+            raise ValueError(f"layers must lie in 0..{last} (E0..E{last}), got {list(layers)}")
         return scores, [features[i] for i in layers]
 
     def features(self, clip: Tensor, motions: Tensor, layers: Sequence[int]) -> list[Tensor]:
