@@ -5,7 +5,7 @@ also rejects NaN/inf coordinates of visible joints and nframes ≠ dimensions[2]
 folder and a frame folder has a label; the folder holds exactly nframes frame files and none of
 000001.jpg .. nframes is missing; every frame decodes completely (`structvid.io.image_check.verify_image`
 reports truncated or zero-filled JPEGs, which cv2.imread decodes with grey in place of the missing part,
-and empty or undecodable files; about 1.5 ms per 480x360 frame; `read_images=False` checks the first
+and empty or undecodable files; about 1.2 ms per 480x360 frame; `read_images=False` checks the first
 frame only); every checked frame's size equals the label's dimensions (the first mismatch is reported,
 with the count of others).
 
