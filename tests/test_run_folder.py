@@ -127,6 +127,29 @@ def test_lock_owners(tmp_path, tiny_config, caplog):
     assert not lock.exists() and not list(run.glob(f".{LOCK}*"))
 
 
+def test_a_full_disk_while_locking_leaves_no_lock(tmp_path, tiny_config, monkeypatch):
+    from structvid.training import run_folder
+
+    class FullDisk:
+        def __init__(self, fd, mode):
+            os.close(fd)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_folder.os, "fdopen", FullDisk)
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match=f"no space left on device while writing {run / LOCK}"):
+        train_forecaster(tiny_config("train.steps=1"), run, progress=False)
+    assert not run.exists()  # not even an empty lock (which would refuse every later start)
+
+
 def test_failed_starts_leave_the_folder_as_it_was(tmp_path, run2, tiny_config, puppet_root, capsys):
     # a fresh folder: missing data leaves no folder behind
     fresh = tmp_path / "new" / "run"
@@ -142,6 +165,9 @@ def test_failed_starts_leave_the_folder_as_it_was(tmp_path, run2, tiny_config, p
     code, err = cli(capsys, "train", "forecast", "--out", run2, "--resume", "--no-progress",
                     f"data.root={tmp_path / 'missing'}", "train.steps=4")
     assert code == 2
+    # --force removes the previous run only once the new one has started
+    with pytest.raises(UserError, match="missing"):
+        train_forecaster(tiny_config(f"data.root={tmp_path / 'missing'}"), run2, force=True, progress=False)
     assert snapshot(run2) == before
     code, err = cli(capsys, "train", "forecast", "--out", run2, "--resume", "--no-progress", "train.steps=4")
     assert code == 0, err

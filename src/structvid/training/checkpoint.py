@@ -122,6 +122,8 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         raise UserError(f"latest.json points outside its run folder ({entry['path']!r}); it must name a "
                         "checkpoint folder inside the run", latest)
     path = run_dir / rel
+    if path.exists() and not path.is_dir():
+        raise UserError(f"latest.json points to {path}, a file, not a checkpoint folder", latest)
     if not path.is_dir():
         raise UserError(f"latest.json points to a missing checkpoint {path}", latest)
     return path

@@ -65,7 +65,9 @@ def _read_lock(path: Path) -> dict | None:
         owner = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    if not (isinstance(owner, dict) and isinstance(owner.get("pid"), int) and isinstance(owner.get("host"), str)):
+    pid = owner.get("pid") if isinstance(owner, dict) else None
+    # a pid <= 0 would make os.kill(pid, 0) ask about a whole process group
+    if not (type(pid) is int and 0 < pid < 1 << 31 and isinstance(owner.get("host"), str)):
         return None
     return owner
 
@@ -86,8 +88,12 @@ class RunLock:
             except FileExistsError:
                 self._remove_if_stale()
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(self.text)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(self.text)
+            except BaseException:  # a full disk: no empty lock may stay behind to block the next start
+                self.path.unlink()
+                raise
             self.held = True
             return
         self._refuse(_read_lock(self.path))
@@ -96,9 +102,13 @@ class RunLock:
         if owner is None:
             raise UserError("run folder is locked by a training whose lock file cannot be read; if no training "
                             "uses this folder, delete the lock file", self.path)
-        where = f"pid {owner['pid']} on host {owner['host']}" + (f" since {owner['started']}" if "started" in owner else "")
-        hint = ("" if owner["host"] == socket.gethostname()
-                else f"; a lock of another host is never taken as stale: if that training has ended, delete {self.path}")
+        where = f"pid {owner['pid']} on host {owner['host']}"
+        if "started" in owner:
+            where += f" since {owner['started']}"
+        if owner["host"] == socket.gethostname():
+            hint = f"; if pid {owner['pid']} is not a training (a reused pid), delete {self.path}"
+        else:
+            hint = f"; a lock of another host is never taken as stale: if that training has ended, delete {self.path}"
         raise UserError(f"another training is using this run folder ({where}){hint}", self.path.parent)
 
     def _remove_if_stale(self) -> None:
@@ -123,7 +133,9 @@ class RunLock:
                         self.path)
         else:
             try:
-                os.link(aside, self.path)  # give it back (fails if a third process already holds the lock)
+                os.link(aside, self.path)  # give it back
+            except FileExistsError:  # a third training took the lock meanwhile: it is that one's now
+                pass
             finally:
                 aside.unlink()
             self._refuse(_read_lock(self.path))
@@ -220,6 +232,7 @@ class RunFolder:
             missing = missing.parent
         with output_errors(run_dir, "creating"):
             run_dir.mkdir(parents=True, exist_ok=True)
+        with output_errors(self.lock.path):
             self.lock.acquire()
         # before --resume reads latest.json: a checkpoint caught between atomic_dir's renames is restored
         remove_leftovers(run_dir)
