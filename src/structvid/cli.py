@@ -34,7 +34,7 @@ def cli(verbose: bool) -> None:
 
 @cli.group()
 def train() -> None:
-    """Train a stage (forecast: G_M + D_I; poses: the pose LSTM)."""
+    """Train a stage (forecast: G_M + D_I; refine: G_R + D_V + D_I; poses: the pose LSTM)."""
 
 
 def _train_options(data_help: str):
@@ -99,6 +99,16 @@ def train_poses_cmd(**kwargs) -> None:
     from structvid.training.tasks import train_poses
 
     _run_training(PoseExperimentConfig, train_poses, **kwargs)
+
+
+@train.command("refine")
+@_train_options("Dataset root (Penn Action layout or prepared store); overrides data.root.")
+def train_refine_cmd(**kwargs) -> None:
+    """Train G_R against D_V and D_I (§6) on the frozen G_M's coarse clips (data.forecaster=RUN) of part gr."""
+    from structvid.config import RefineExperimentConfig
+    from structvid.training.tasks import train_refiner
+
+    _run_training(RefineExperimentConfig, train_refiner, **kwargs)
 
 
 # ---------------------------------------------------------------- generate / demo

@@ -17,6 +17,7 @@ import yaml
 from structvid.errors import UserError
 
 RESIDUAL_MODES = ("mask", "difference", "none")
+DATA_PARTS = ("all", "gm", "gr", "eval")  # DataConfig.part: the paper's three-way split (§7.1)
 
 
 @dataclass
@@ -62,6 +63,9 @@ class DataConfig:
     split: str = "all"  # all | train | test (official Penn flag)
     actions: list[str] = field(default_factory=list)  # empty: every action
     num_workers: int = 0
+    # the paper's even three-way split of the videos (§7.1; data/penn_action.py paper_split, each action dealt
+    # evenly): gm trains G_M, gr trains G_R, eval is held out for evaluation; all: every video
+    part: str = "all"
 
 
 @dataclass
@@ -172,7 +176,7 @@ FIELD_RULES: dict[str, dict[str, Range | tuple[str, ...]]] = {
     "ForecasterConfig": {**WIDTHS, "dense_growth": AT_LEAST_1, "residual": RESIDUAL_MODES},
     "CriticConfig": WIDTHS,
     "DataConfig": {"image_size": Range(8), "max_jump": AT_LEAST_1, "sigma": POSITIVE, "crop_margin": NON_NEGATIVE,
-                   "num_workers": NON_NEGATIVE},
+                   "num_workers": NON_NEGATIVE, "part": DATA_PARTS},
     "LossConfig": {"rec": NON_NEGATIVE, "sparsity": NON_NEGATIVE, "gen": NON_NEGATIVE, "gp_lambda": NON_NEGATIVE,
                    "feat": NON_NEGATIVE, "feat_crop": AT_LEAST_1},
     "LoopConfig": {"steps": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "seed": NON_NEGATIVE,
@@ -479,3 +483,70 @@ class RefineLossConfig:
     # D_V blocks whose feature maps give the Gram matrices of Eq. 18 (0 = E0); §6.2 says "different
     # layers" without naming them: the first two, where motion texture is still resolved in time.
     rank_layers: list[int] = field(default_factory=lambda: [0, 1])
+
+
+@dataclass
+class RefineCriticsConfig:
+    """The two critics of stage 2 (§6.2), trained together in one phase: D_V and D_I."""
+
+    video: VideoCriticConfig = field(default_factory=VideoCriticConfig)
+    image: CriticConfig = field(default_factory=CriticConfig)
+
+
+@dataclass
+class RefineDataConfig(DataConfig):
+    """Stage-2 data (§6.2, §7.1): clips of K real frames, their motion maps, and the frozen G_M's coarse clip."""
+
+    part: str = "gr"  # §7.1: G_R trains on the second third of the videos (G_M on gm)
+    forecaster: str = ""  # the frozen G_M: a `train forecast` run or checkpoint folder
+    # Coarse videos made once by G_M (from each video's first frame, as at inference) and kept on disk under
+    # a key of G_M's weights and the data; "": $STRUCTVID_CACHE/coarse (io/download.py cache_dir)
+    cache: str = ""
+    # a folder of videos made by another generator (NNNN.mp4 per video name, §7.4): refine those instead of G_M's
+    coarse_videos: str = ""
+
+
+@dataclass
+class RefineTrainConfig(TrainConfig):
+    critic_steps: int = 1  # §6.2 alternates one critic update (D_I and D_V) with one G_R update
+
+
+@dataclass
+class RefineExperimentConfig:
+    name: str = "refine"
+    model: RefinerConfig = field(default_factory=RefinerConfig)
+    critic: RefineCriticsConfig = field(default_factory=RefineCriticsConfig)
+    data: RefineDataConfig = field(default_factory=RefineDataConfig)
+    loss: RefineLossConfig = field(default_factory=RefineLossConfig)
+    train: RefineTrainConfig = field(default_factory=RefineTrainConfig)
+
+    def validate(self, source: str | None = None) -> "RefineExperimentConfig":
+        """What one field cannot say alone (each field's own range is checked by from_dict, FIELD_RULES)."""
+        m, v, i, d = self.model, self.critic.video, self.critic.image, self.data
+        sizes = {"model.resolution": m.resolution, "critic.video.resolution": v.resolution,
+                 "critic.image.resolution": i.resolution, "data.image_size": d.image_size}
+        if len(set(sizes.values())) > 1:
+            raise UserError(f"resolutions must agree: {sizes}", source)
+        if m.clip_length != v.clip_length:
+            raise UserError(f"model.clip_length ({m.clip_length}) and critic.video.clip_length ({v.clip_length}) "
+                            "must agree", source)
+        if len({m.motion_channels, v.motion_channels, i.motion_channels}) > 1:
+            raise UserError("model, critic.video and critic.image must have the same motion_channels", source)
+        if m.clip_length < 2 or m.clip_length & (m.clip_length - 1):
+            raise UserError(f"model.clip_length must be a power of two >= 2, got {m.clip_length}", source)
+        if not d.forecaster and not d.coarse_videos:
+            raise UserError("data.forecaster (the G_M run whose frames G_R refines) or data.coarse_videos is needed",
+                            source)
+        w = self.loss
+        if w.rec == w.sparsity == w.gen_video == w.gen_image == w.rank == 0:
+            raise UserError("every loss weight is 0: G_R would learn nothing (Eq. 16)", source)
+        return self
+
+
+FIELD_RULES.update({
+    "RefinerConfig": {**WIDTHS, "clip_length": Range(2), "skip_mode": SKIP_MODES, "skip_levels": NON_NEGATIVE},
+    "VideoCriticConfig": {**WIDTHS, "clip_length": Range(2)},
+    "RefineLossConfig": {"rec": NON_NEGATIVE, "sparsity": NON_NEGATIVE, "gen_video": NON_NEGATIVE,
+                         "gen_image": NON_NEGATIVE, "rank": NON_NEGATIVE, "gp_lambda": NON_NEGATIVE,
+                         "rank_layers": NON_NEGATIVE},
+})

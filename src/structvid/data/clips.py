@@ -115,6 +115,10 @@ class ClipSampler:
         self.names = list(names) if names is not None else list(listed)
         self.structure = structure or JointHeatmaps(sigma=cfg.sigma)
         self.names = [n for n in self.names if nframes(n) >= 2]
+        if cfg.part != "all":  # §7.1: one third of the videos per stage, each action dealt evenly
+            from structvid.data.penn_action import paper_split
+
+            self.names = paper_split(self.names, cfg.part, actions={n: self.action(n) for n in self.names})
         if not self.names:
             raise UserError("no usable video (at least 2 frames) found", cfg.root)
         self.video = functools.lru_cache(maxsize=cache_videos)(self._load_video)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from structvid.config import CriticConfig, VideoCriticConfig
+from structvid.config import CriticConfig, RefineCriticsConfig, VideoCriticConfig
 from structvid.models.blocks import Encoder, check_shape, level_widths
 from structvid.models.refiner import VideoEncoder, time_halvings, video_widths
 
@@ -76,3 +76,14 @@ class VideoCritic(nn.Module):
     def features(self, clip: Tensor, motions: Tensor, layers: Sequence[int]) -> list[Tensor]:
         """The feature maps of blocks `layers` for [clip, motions] (see `forward`)."""
         return self(clip, motions, layers)[1]
+
+
+class RefineCritics(nn.Module):
+    """Stage 2's critics as one module (§6.2: "we update D_I and D_V in one step while fixing G_R"): one
+    optimizer steps both and a checkpoint stores both (`critics.safetensors`)."""
+
+    def __init__(self, cfg: RefineCriticsConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.video = VideoCritic(cfg.video)
+        self.image = ImageCritic(cfg.image)

@@ -18,13 +18,14 @@ from structvid.config import (
     CriticConfig,
     ForecasterConfig,
     PoseLSTMConfig,
+    RefineCriticsConfig,
     RefinerConfig,
     VideoCriticConfig,
     from_dict,
 )
 from structvid.errors import UserError
 from structvid.io.files import atomic_path, atomic_write_text
-from structvid.models.critics import ImageCritic, VideoCritic
+from structvid.models.critics import ImageCritic, RefineCritics, VideoCritic
 from structvid.models.forecaster import Forecaster
 from structvid.models.pose_lstm import PoseLSTM
 from structvid.models.refiner import Refiner
@@ -35,6 +36,7 @@ _REGISTRY: dict[str, tuple[type[nn.Module], type]] = {
     "PoseLSTM": (PoseLSTM, PoseLSTMConfig),
     "Refiner": (Refiner, RefinerConfig),
     "VideoCritic": (VideoCritic, VideoCriticConfig),
+    "RefineCritics": (RefineCritics, RefineCriticsConfig),
 }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from structvid.config import ExperimentConfig, LoopConfig, PoseExperimentConfig, save_yaml
+from structvid.config import ExperimentConfig, LoopConfig, PoseExperimentConfig, RefineExperimentConfig, save_yaml
 from structvid.data.clips import ClipSampler, ForecastBatches
 from structvid.data.penn_action import PennActionDataset
 from structvid.data.pose_windows import PoseWindows, select_actions, split_sequences
@@ -24,6 +24,7 @@ from structvid.io.images import heatmap_to_rgb, make_grid, to_uint8
 from structvid.losses.forecast import ForecastLoss
 from structvid.models.critics import ImageCritic
 from structvid.models.forecaster import Forecaster
+from structvid.models.saving import load_pretrained
 from structvid.training.devices import pick_device, resolve_precision
 from structvid.training.distributed import DistInfo, cleanup, init_distributed, wrap
 from structvid.training.loop import LoopResult, LoopSettings, Task, run_loop
@@ -251,3 +252,101 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
 def train_poses(cfg: PoseExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
                 force: bool = False) -> LoopResult:
     return run_training(cfg, pose_task, run_dir, resume, progress, force)
+
+
+# ---------------------------------------------------------------- motion refining stage (G_R, §6)
+
+
+def forecaster_files(ckpt: Path) -> tuple[str, list[Path]]:
+    """The G_M module name in a checkpoint folder ("forecaster", or "generator" in older runs) and its files."""
+    for name in ("forecaster", "generator"):
+        files = [ckpt / f"{name}.safetensors", ckpt / f"{name}.json"]
+        if all(f.is_file() for f in files):
+            return name, files
+    raise UserError("no G_M (forecaster.safetensors or generator.safetensors) in this checkpoint", ckpt)
+
+
+def refine_task(cfg: RefineExperimentConfig, device: torch.device, info: DistInfo) -> Task:
+    """G_R against D_V and D_I with Eq. 15-20 (§6.2) on clips of part gr; the frozen G_M's coarse videos are
+    made once and cached (data/refine_clips.py). One critics update, then one G_R update (§6.2)."""
+    from structvid.data.refine_clips import CoarseVideos, RefineBatches, VideoFolderCoarse, cache_key, data_fingerprint
+    from structvid.io.download import cache_dir
+    from structvid.losses.refine import RefineLoss
+    from structvid.models.critics import RefineCritics
+    from structvid.models.refiner import Refiner
+    from structvid.training.checkpoint import find_checkpoint
+    from structvid.training.distributed import barrier
+
+    d, m = cfg.data, cfg.model
+    sampler = ClipSampler(d)
+    if d.coarse_videos:
+        coarse = VideoFolderCoarse(sampler, d.coarse_videos)
+        missing = coarse.missing()
+        if missing:
+            raise UserError(f"no coarse video for {len(missing)} video(s), e.g. {coarse.path(missing[0]).name}",
+                            d.coarse_videos)
+        source = {"coarse_videos": str(Path(d.coarse_videos).resolve())}
+    else:
+        ckpt = find_checkpoint(d.forecaster)
+        name, files = forecaster_files(ckpt)
+        forecaster = load_pretrained(ckpt, name).to(device).eval().requires_grad_(False)
+        fc = forecaster.config
+        if (fc.resolution, fc.motion_channels, fc.image_channels) != (m.resolution, m.motion_channels, m.image_channels):
+            raise UserError(f"G_M makes {fc.resolution}x{fc.resolution} frames with {fc.image_channels} + "
+                            f"{fc.motion_channels} channels, G_R is configured for {m.resolution}x{m.resolution} with "
+                            f"{m.image_channels} + {m.motion_channels} (model.resolution / model.motion_channels)",
+                            files[1])
+        key = cache_key(files, data_fingerprint(sampler))
+        folder = Path(d.cache) if d.cache else cache_dir() / "coarse"
+        coarse = CoarseVideos(sampler, folder / key, lambda i, mt, tg: forecaster.forecast(i, mt, tg).frame, device)
+        if info.is_main:
+            made = coarse.build(progress=True)
+            log.info("coarse videos: %d made, %d cached -> %s", made, len(sampler.names) - made, coarse.folder)
+        barrier(info)
+        source = {"forecaster": str(ckpt.resolve()), "coarse_cache": str(coarse.folder)}
+
+    torch.manual_seed(cfg.train.seed)
+    refiner = Refiner(m).to(device)
+    critics = RefineCritics(cfg.critic).to(device)
+    loss = RefineLoss(wrap(refiner, info, device), wrap(critics.video, info, device), wrap(critics.image, info, device),
+                      cfg.loss, critic_steps=cfg.train.critic_steps)
+    t = cfg.train
+    optimizers = {  # §7.1: Adam, lr 1e-4, β = (0, 0.9) for every network
+        "refiner": torch.optim.Adam(refiner.parameters(), lr=t.lr, betas=t.betas),
+        "critics": torch.optim.Adam(critics.parameters(), lr=t.lr, betas=t.betas),
+    }
+    draws = sum(p.repeat for p in loss.phases)
+    dataset = RefineBatches(coarse, m.clip_length, t.batch_size, t.seed, info.rank, info.world, draws_per_step=draws)
+    fixed = RefineBatches(coarse, m.clip_length, 2, SAMPLE_SEED)[0]
+
+    @torch.no_grad()
+    def sample_grid() -> np.ndarray:
+        """Per clip, rows real V | coarse Ṽ | refined V̄ | mask m over (up to) 8 of its K frames."""
+        refiner.eval()
+        b = batch_to_device(fixed, device)
+        out = refiner(b["coarse"], b["motions"])
+        refiner.train()
+        step = max(1, m.clip_length // 8)
+        rows = []
+        for i in range(b["video"].shape[0]):
+            sel = slice(None, None, step)
+            rows += [to_uint8(b["video"][i, sel].cpu()), to_uint8(b["coarse"][i, sel].cpu()),
+                     to_uint8(out.clip[i, sel].float().cpu()), heatmap_to_rgb(out.mask[i, sel].float().cpu().numpy())]
+        return make_grid(np.concatenate(rows), ncols=len(range(0, m.clip_length, step)))
+
+    return Task(
+        modules={"refiner": refiner, "critics": critics},
+        optimizers=optimizers,
+        loss=loss,
+        dataset=dataset,
+        to_device=batch_to_device,
+        sample_grid=sample_grid,
+        num_workers=d.num_workers,
+        summary={"part": d.part, "videos": len(sampler.names), "clip_videos": len(dataset.names),
+                 "skipped_short": len(dataset.skipped), **source},
+    )
+
+
+def train_refiner(cfg: RefineExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True,
+                  force: bool = False) -> LoopResult:
+    return run_training(cfg, refine_task, run_dir, resume, progress, force)
