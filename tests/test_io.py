@@ -84,7 +84,7 @@ def test_load_image_opaque_rgba(tmp_path: Path) -> None:
 
 
 def test_save_image_round_trip(tmp_path: Path) -> None:
-    img = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    img = np.random.default_rng(1).integers(0, 256, (8, 11, 3), dtype=np.uint8)  # load_image: sides >= 8
     save_image(tmp_path / "out" / "a.png", img)
     np.testing.assert_array_equal(load_image(tmp_path / "out" / "a.png"), img)
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]  # no temp files left

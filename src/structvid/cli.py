@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -16,6 +17,33 @@ from structvid.errors import UserError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_DIR = ASSETS / "demo"
+
+
+class FiniteFloat(click.FloatRange):
+    """click.FloatRange that also refuses NaN and infinity (FloatRange lets NaN through: it compares False)."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{rv} is not a finite number.", param, ctx)
+        return rv
+
+
+class Resolution(click.ParamType):
+    """A square frame side the networks accept: a power of two >= 8 (their encoders halve it to 4x4)."""
+
+    name = "resolution"
+
+    def convert(self, value, param, ctx):
+        rv = click.INT.convert(value, param, ctx)
+        if rv < 8 or rv & (rv - 1):
+            self.fail(f"{rv} is not a power of two >= 8 (e.g. 64, 128).", param, ctx)
+        return rv
+
+
+POSITIVE_INT = click.IntRange(min=1)
+FPS = FiniteFloat(min=0.1, max=1000.0)  # far below, a GIF's frame delay (16 bits of 10 ms) overflows
+PUPPET_SIZE = click.IntRange(16, 1024)  # data/puppet.py MIN_SIZE, MAX_SIZE
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -160,11 +188,12 @@ def _write_outputs(out, mp4: Path, fps: float, panel: bool, observed=None) -> li
               help="Joint sequence (.json/.npy/.mat) in the image's pixels; poses[0] is the image's pose.")
 @click.option("--observed-poses", type=click.Path(path_type=Path),
               help="Observed joints (>= T_obs frames, the last one is the image's pose): the pose LSTM forecasts the rest.")
-@click.option("--frames", type=int, default=32, show_default=True, help="Poses to forecast with --observed-poses.")
+@click.option("--frames", type=POSITIVE_INT, default=32, show_default=True,
+              help="Poses to forecast with --observed-poses.")
 @click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR,
               help="Pose LSTM run or checkpoint folder (default: the one shipped in the package).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out.mp4"), show_default=True)
-@click.option("--fps", type=float, default=12.0, show_default=True)
+@click.option("--fps", type=FPS, default=12.0, show_default=True)
 @click.option("--panel", is_flag=True, help="Also write OUT_panel.mp4: input | condition | output | mask.")
 @click.option("--device", default="auto", show_default=True)
 def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, out, fps, panel, device) -> None:
@@ -244,8 +273,8 @@ def evaluate() -> None:
 @click.option("--data", "data_root", type=click.Path(path_type=Path), required=True, help="Penn Action layout root.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--split", type=click.Choice(["all", "train", "test"]), default="all", show_default=True)
-@click.option("--frames", type=int, default=32, show_default=True, help="Generated frames per video.")
-@click.option("--max-videos", type=int, default=None)
+@click.option("--frames", type=POSITIVE_INT, default=32, show_default=True, help="Generated frames per video.")
+@click.option("--max-videos", type=POSITIVE_INT, default=None)
 @click.option("--device", default="auto", show_default=True)
 def evaluate_forecast_cmd(checkpoint, data_root, out_dir, split, frames, max_videos, device) -> None:
     """MSE / PSNR / SSIM of videos generated from their first frame and ground-truth poses."""
@@ -291,7 +320,13 @@ def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, mirror_
         summary = Path(checkpoint) / "data.json"
         if not summary.is_file():
             raise UserError("--heldout needs the run folder's data.json (pass the run folder as --checkpoint)", summary)
-        keep = set(json.loads(summary.read_text())["val_names"])
+        try:
+            keep = json.loads(summary.read_text())["val_names"]
+            if not (isinstance(keep, list) and all(isinstance(n, str) for n in keep)):
+                raise TypeError
+        except (ValueError, KeyError, TypeError, RecursionError):  # JSONDecodeError and UnicodeDecodeError too
+            raise UserError('is not a training run\'s data.json (a JSON object with a "val_names" list)',
+                            summary) from None
         names = [n for n in names if n in keep]
     cfg = model.config
     result = evaluate_pose_protocol([ds.label(n) for n in names], {"lstm": pose_lstm_predictor(model, dev)},
@@ -314,7 +349,7 @@ def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, mirror_
               help="Pose LSTM run folder: adds LSTM-conditioned results (penn) / forecast poses (h36m).")
 @click.option("--part", type=click.Choice(["all", "eval"]), default="all", show_default=True,
               help="penn: 'eval' keeps the paper's evaluation third of the videos (§7.1).")
-@click.option("--max-videos", type=int, default=None)
+@click.option("--max-videos", type=POSITIVE_INT, default=None)
 @click.option("--device", default="auto", show_default=True)
 def evaluate_video_cmd(protocol, checkpoint, data_root, out_dir, pose_checkpoint, part, max_videos, device) -> None:
     """The paper's video protocols on a dataset; writes JSON, Markdown and a plot."""
@@ -362,14 +397,14 @@ def data() -> None:
 
 @data.command("puppet")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output root (Penn Action layout).")
-@click.option("--num-videos", type=int, default=None, help="Default: 200 procedural, or every Penn sequence.")
+@click.option("--num-videos", type=POSITIVE_INT, default=None, help="Default: 200 procedural, or every Penn sequence.")
 @click.option("--source", type=click.Choice(["procedural", "penn", "mixed"]), default="procedural", show_default=True)
 @click.option("--penn-labels", type=click.Path(path_type=Path), default=None,
               help="Folder of Penn Action NNNN.mat labels (for --source penn/mixed).")
-@click.option("--size", type=int, default=64, show_default=True)
-@click.option("--frames", type=int, default=48, show_default=True, help="Frames per procedural video.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=int, default=1, show_default=True)
+@click.option("--size", type=PUPPET_SIZE, default=64, show_default=True, help="Frame side in pixels.")
+@click.option("--frames", type=click.IntRange(min=2), default=48, show_default=True, help="Frames per procedural video.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--workers", type=POSITIVE_INT, default=1, show_default=True)
 def data_puppet(out, num_videos, source, penn_labels, size, frames, seed, workers) -> None:
     """Render synthetic puppet videos of the 13 Penn Action joints."""
     from structvid.data.puppet import make_puppet_dataset
@@ -386,9 +421,9 @@ def data_puppet(out, num_videos, source, penn_labels, size, frames, seed, worker
 @data.command("prepare")
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Prepared store folder.")
-@click.option("--size", type=int, default=64, show_default=True, help="Output resolution (data.image_size).")
-@click.option("--crop-margin", type=float, default=0.15, show_default=True)
-@click.option("--workers", type=int, default=2, show_default=True)
+@click.option("--size", type=Resolution(), default=64, show_default=True, help="Output resolution (data.image_size).")
+@click.option("--crop-margin", type=FiniteFloat(min=0), default=0.15, show_default=True)
+@click.option("--workers", type=POSITIVE_INT, default=2, show_default=True)
 @click.option("--actions", default="", help="Comma-separated actions to keep (default: all).")
 def data_prepare(root, out, size, crop_margin, workers, actions) -> None:
     """Crop around the person, resize and store every video once (one .npz per video); train with data.root=OUT."""
@@ -423,10 +458,10 @@ def bench() -> None:
 
 
 @bench.command("forecast")
-@click.option("--width", type=int, default=64, show_default=True, help="G_M / D_I base width (Table 1: 64).")
-@click.option("--resolution", type=int, default=64, show_default=True)
-@click.option("--batch", type=int, default=32, show_default=True)
-@click.option("--steps", type=int, default=3, show_default=True, help="Timed training steps.")
+@click.option("--width", type=POSITIVE_INT, default=64, show_default=True, help="G_M / D_I base width (Table 1: 64).")
+@click.option("--resolution", type=Resolution(), default=64, show_default=True)
+@click.option("--batch", type=POSITIVE_INT, default=32, show_default=True)
+@click.option("--steps", type=POSITIVE_INT, default=3, show_default=True, help="Timed training steps.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
 @click.option("--channels-last/--no-channels-last", default=True, show_default=True, help="NHWC memory format.")
@@ -438,8 +473,8 @@ def bench_forecast_cmd(width, resolution, batch, steps, device, precision, chann
 
 
 @bench.command("puppet")
-@click.option("--frames", type=int, default=2000, show_default=True)
-@click.option("--size", type=int, default=64, show_default=True)
+@click.option("--frames", type=POSITIVE_INT, default=2000, show_default=True)
+@click.option("--size", type=PUPPET_SIZE, default=64, show_default=True)
 def bench_puppet_cmd(frames, size) -> None:
     """Puppet rendering frames/s (target: >= 500 frames/s at 64x64 on 2 cores)."""
     from structvid.bench import print_report
@@ -457,6 +492,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130
+    except click.UsageError as e:  # a bad option or argument: one line, like a UserError
+        if isinstance(e, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # no command given: the help
+            e.show()
+            return e.exit_code
+        hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+        click.echo(f"error: {e.format_message()}{hint}", err=True)
+        return e.exit_code
     except click.ClickException as e:
         e.show()
         return e.exit_code

@@ -304,11 +304,16 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         if "=" not in item:
             raise UserError(f"override {item!r} must look like section.field=value")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            value = yaml.safe_load(raw) if raw != "" else ""
+        except (yaml.YAMLError, RecursionError):
+            raise UserError(f"override {item!r}: the value is not valid YAML (quote it, or close its brackets)") from None
         node = out
         parts = key.strip().split(".")
         for p in parts[:-1]:
             node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {item!r}: {p} was already given a value, it cannot also hold fields")
         node[parts[-1]] = value
     return out
 
@@ -328,6 +333,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as e:
         raise UserError(f"not valid YAML ({e.__class__.__name__}: {str(e).splitlines()[0]})", p) from None
+    except RecursionError:  # "[[[[..." thousands deep
+        raise UserError("not valid YAML (nested too deeply)", p) from None
+    except UnicodeDecodeError:
+        raise UserError("not valid YAML (not UTF-8 text)", p) from None
     if not isinstance(data, dict):
         raise UserError("config must be a YAML mapping", p)
     return data

@@ -539,6 +539,11 @@ def _penn_label_files(penn_labels: str | Path | None) -> list[Path]:
     return files
 
 
+# frame sides make_puppet_dataset accepts: smaller puppets are a few pixels tall; a 1024x1024 frame is 3 MB
+# decoded (Penn Action's are 480x640), and a side of 10^5 would need 30 GB per frame
+MIN_SIZE, MAX_SIZE = 16, 1024
+
+
 def make_puppet_dataset(out_root: str | Path, num_videos: int | None, size: int = 64, frames: int = 48,
                         seed: int = 0, source: str = "procedural", penn_labels: str | Path | None = None,
                         workers: int = 1, progress: bool = False) -> PennActionDataset:
@@ -553,10 +558,12 @@ def make_puppet_dataset(out_root: str | Path, num_videos: int | None, size: int 
     out_root = Path(out_root)
     if source not in SOURCES:
         raise UserError(f"unknown puppet source {source!r}; expected one of {', '.join(SOURCES)}")
-    if size < 16:
-        raise UserError(f"size must be >= 16 pixels, got {size}")
-    if frames < 1:
-        raise UserError(f"frames must be >= 1, got {frames}")
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise UserError(f"size must be {MIN_SIZE}..{MAX_SIZE} pixels, got {size}")
+    if frames < 2:
+        raise UserError(f"frames must be >= 2 (a training pair is two frames), got {frames}")
+    if seed < 0:
+        raise UserError(f"seed must be >= 0, got {seed}")
     if workers < 1:
         raise UserError(f"workers must be >= 1, got {workers}")
     files = _penn_label_files(penn_labels) if source != "procedural" else []
@@ -607,6 +614,8 @@ def make_puppet_dataset(out_root: str | Path, num_videos: int | None, size: int 
 def bench_render(num_frames: int = 2000, size: int = 64, seed: int = 0) -> dict[str, float]:
     """Frames per second of puppet rendering alone and of rendering plus JPEG encoding and writing
     (single process; motions, looks and backgrounds are prepared outside the timings)."""
+    if num_frames < 1 or not MIN_SIZE <= size <= MAX_SIZE:
+        raise UserError(f"need num_frames >= 1 and size {MIN_SIZE}..{MAX_SIZE}, got {num_frames}, {size}")
     videos = []
     i = 0
     while sum(len(v[0]) for v in videos) < num_frames:

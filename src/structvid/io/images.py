@@ -37,12 +37,16 @@ def center_square(image: Image.Image) -> Image.Image:
     return image.crop((left, top, left + s, top + s))
 
 
+MIN_SIDE = 8  # the smallest image side load_image accepts: less holds no person to crop (G_M's smallest input is 8)
+
+
 def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
     """Load an RGB image as uint8 (H, W, 3).
 
     EXIF orientation is applied. RGB and palette images are accepted; RGBA (or palette with
     transparency) only when every pixel is fully opaque (alpha is dropped). Anything else
-    (grayscale, LA, CMYK, 16-bit, ...) raises UserError, as do missing or unreadable files.
+    (grayscale, LA, CMYK, 16-bit, ...) raises UserError, as do missing or unreadable files and images
+    with a side under MIN_SIDE pixels.
     With `size`, the largest centred square is cropped and resized (Lanczos) to size x size.
     """
     path = Path(path)
@@ -69,6 +73,8 @@ def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
     if im.mode != "RGB":
         n = len(im.getbands())
         raise UserError(f"has {n} channel{'s' if n != 1 else ''} (mode {im.mode}); an RGB image is needed", path)
+    if min(im.size) < MIN_SIDE:
+        raise UserError(f"is {im.width}x{im.height} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed", path)
 
     if size is not None:
         im = center_square(im).resize((size, size), Image.Resampling.LANCZOS)

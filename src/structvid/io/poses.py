@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
+from scipy.io.matlab import MatReadError
 
 from structvid.errors import UserError
 from structvid.io.files import atomic_path
@@ -33,6 +34,17 @@ def _bad_suffix(path: Path) -> UserError:
     return UserError(f"unknown pose file type '{path.suffix}'; use {', '.join(SUFFIXES)}", path)
 
 
+def _frame_size(h: object, w: object, path: Path, what: str) -> tuple[int, int]:
+    """A declared frame size (height, width) in pixels: two positive integers."""
+    try:
+        size = (int(h), int(w))  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        size = (0, 0)
+    if min(size) < 1:
+        raise UserError(f"{what} must be [height, width], two positive integers, got [{h}, {w}]", path)
+    return size
+
+
 def _read_json(path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
     data = json.loads(path.read_text())
     size = None
@@ -40,14 +52,14 @@ def _read_json(path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
         if "joints" not in data:
             raise UserError('is a JSON object without a "joints" list', path)
         if data.get("image_size") is not None:
-            try:
-                h, w = (int(v) for v in data["image_size"])
-            except (TypeError, ValueError):
-                raise UserError('"image_size" must be [height, width]', path) from None
-            size = (h, w)
+            hw = data["image_size"]
+            if not isinstance(hw, list) or len(hw) != 2:
+                raise UserError('"image_size" must be [height, width]', path)
+            size = _frame_size(*hw, path, '"image_size"')
         data = data["joints"]
     try:
-        return np.asarray(data, dtype=np.float32), size
+        with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+            return np.asarray(data, dtype=np.float32), size
     except (TypeError, ValueError):
         raise UserError("joints must be a list of frames, each a list of [x, y] or [x, y, v] points", path) from None
 
@@ -61,7 +73,7 @@ def _read_mat(path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
     if not (x.ndim == 2 and x.shape == y.shape == v.shape):
         raise UserError(f"fields x, y, visibility must share a (frames, joints) shape, got {x.shape}, {y.shape}, {v.shape}", path)
     dims = np.asarray(m.get("dimensions", [])).ravel()
-    size = (int(dims[0]), int(dims[1])) if dims.size >= 2 else None
+    size = _frame_size(dims[0], dims[1], path, "dimensions") if dims.size >= 2 else None
     return np.stack([x, y, v], axis=-1), size
 
 
@@ -75,12 +87,18 @@ def _read(path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
         if suffix == ".json":
             return _read_json(path)
         if suffix == ".npy":
-            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float32), None
+            arr = np.load(path, allow_pickle=False)
+            if arr.dtype.kind not in "biuf":
+                raise UserError(f"holds {arr.dtype} values; poses are real numbers", path)
+            with np.errstate(over="ignore"):
+                return np.asarray(arr, dtype=np.float32), None
         return _read_mat(path)
     except UserError:
         raise
-    except (OSError, ValueError, TypeError, NotImplementedError, UnicodeDecodeError) as e:
-        # json.JSONDecodeError and scipy's MatReadError are ValueErrors
+    except RecursionError:  # JSON nested thousands deep
+        raise UserError("cannot read pose file (nested too deeply)", path) from None
+    except (OSError, ValueError, TypeError, NotImplementedError, UnicodeDecodeError, MatReadError) as e:
+        # json.JSONDecodeError is a ValueError; a .mat with a fake or truncated header is a MatReadError
         raise UserError(f"cannot read pose file ({e})", path) from None
 
 
@@ -124,6 +142,12 @@ def load_poses(
         kind = "NaN" if np.isnan(arr[f, k, c]) else "infinite"
         raise UserError(f"frame {f}, joint {k} is {kind}", path)
     arr[..., :2][~visible] = np.nan_to_num(arr[..., :2][~visible], nan=0.0, posinf=0.0, neginf=0.0)
+    if not visible.any():
+        raise UserError("has no visible joint in any frame (every visibility is 0)", path)
+    seen = arr[..., :2][visible]
+    if (seen.max(axis=0) - seen.min(axis=0)).max() < 1:
+        raise UserError(f"every visible joint of every frame lies at one point {tuple(seen[0].round(1).tolist())}: "
+                        "no body to crop around or to animate", path)
 
     if image_size is not None:
         h, w = image_size
