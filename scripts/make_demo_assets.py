@@ -13,8 +13,10 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+from structvid.data.penn_action import read_label, write_label
 from structvid.data.puppet import make_puppet_dataset
 from structvid.io.images import save_image
 from structvid.io.poses import save_poses
@@ -23,9 +25,20 @@ from structvid.training.checkpoint import find_checkpoint
 DEMO = Path(__file__).resolve().parents[1] / "src" / "structvid" / "assets" / "demo"
 
 
-def make_example(seed: int = 2020, frames: int = 48) -> str:
+def make_example(seed: int = 2020, frames: int = 48, penn_label: Path | None = None) -> str:
+    """Render the example; with `penn_label` the puppet moves as the first `frames` poses of that Penn
+    Action label file (a sequence the bundled pose LSTM held out), otherwise procedurally."""
     with tempfile.TemporaryDirectory() as tmp:
-        ds = make_puppet_dataset(Path(tmp) / "example", 1, size=64, frames=frames, seed=seed)
+        kw = {}
+        if penn_label is not None:
+            seq = read_label(penn_label)
+            if seq.nframes < frames:
+                raise SystemExit(f"{penn_label}: {seq.nframes} frames, fewer than {frames}")
+            cut = {f: getattr(seq, f)[:frames] for f in ("x", "y", "visibility", "bbox")}
+            write_label(Path(tmp) / "labels" / f"{seq.name}.mat",
+                        replace(seq, **cut, dimensions=(*seq.dimensions[:2], frames)))
+            kw = dict(source="penn", penn_labels=Path(tmp) / "labels")
+        ds = make_puppet_dataset(Path(tmp) / "example", 1, size=64, frames=frames, seed=seed, **kw)
         name = ds.names[0]
         label = ds.label(name)
         save_image(DEMO / "example" / "image.png", ds.load_frames(name)[0])
@@ -45,9 +58,11 @@ def main() -> None:
     ap.add_argument("--forecast-run", type=Path)
     ap.add_argument("--pose-run", type=Path)
     ap.add_argument("--seed", type=int, default=2020)
+    ap.add_argument("--penn-label", type=Path, help="animate the example with this Penn Action label file")
+    ap.add_argument("--frames", type=int, default=48, help="poses in the example (observed 10 + forecast)")
     args = ap.parse_args()
     DEMO.mkdir(parents=True, exist_ok=True)
-    print("example action:", make_example(args.seed))
+    print("example action:", make_example(args.seed, args.frames, args.penn_label))
     if args.forecast_run:
         print("generator from", copy_net(args.forecast_run, "generator"))
         shutil.copyfile(args.forecast_run / "config.yaml", DEMO / "config.yaml")

@@ -14,6 +14,7 @@ from structvid.errors import UserError
 from structvid.metrics.pose import (
     constant_velocity,
     evaluate_pose_protocol,
+    limb_ratios,
     normalized_errors,
     pck,
     write_pose_report,
@@ -57,6 +58,23 @@ def test_baselines_exact() -> None:
     assert isinstance(out, torch.Tensor) and out.shape == (1, 3, 13, 2)
     with pytest.raises(UserError):
         constant_velocity(moving[:, :1], 2)
+
+
+def test_limb_ratios_hand_computed() -> None:
+    from structvid.data.skeleton import LIMBS, L_SHOULDER, R_SHOULDER
+
+    rng = np.random.default_rng(0)
+    observed = rng.uniform(0, 50, (3, 13, 3))
+    observed[1] = observed[0]  # the median over 3 observed frames is then frame 0's length
+    pose = observed[:1].copy()
+    pose[0, R_SHOULDER, :2] = pose[0, L_SHOULDER, :2] + 0.5 * (observed[0, R_SHOULDER, :2] - observed[0, L_SHOULDER, :2])
+    r = limb_ratios(pose, observed)
+    assert r.shape == (1, len(LIMBS))
+    k = LIMBS.index((L_SHOULDER, R_SHOULDER))
+    assert r[0, k] == pytest.approx(0.5)
+    moved = {i for i, l in enumerate(LIMBS) if R_SHOULDER in l}
+    np.testing.assert_allclose(np.delete(r[0], sorted(moved)), 1.0)
+    np.testing.assert_allclose(limb_ratios(torch.from_numpy(2 * observed[:2]), observed), 2.0)  # torch in, scale out
 
 
 def test_protocol_shape_exclusion_and_exact_baselines(tmp_path) -> None:

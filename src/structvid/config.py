@@ -385,6 +385,10 @@ class PoseLSTMConfig:
     # at inference (eval mode) average the forecast of the poses with the mirrored forecast of their
     # mirror image (test-time augmentation, our addition; needs the 13-joint Penn skeleton; see pose_lstm.py)
     mirror_average: bool = False
+    # at inference (eval mode) move each forecast pose this fraction of the way back to the last observed
+    # one, x_T + (1 - b)(y_k - x_T): a shrinkage towards zero velocity chosen on training-split sequences
+    # the model did not train on (our addition, see pose_lstm.py and assets/demo/TRAINING.md); 0: off
+    zero_velocity_blend: float = 0.0
 
 
 @dataclass

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from structvid.data.pose_windows import check_joints, fill_invisible
+from structvid.data.skeleton import LIMBS
 from structvid.errors import UserError
 from structvid.io.files import atomic_path, atomic_write_text
 
@@ -37,6 +38,7 @@ __all__ = [
     "pck",
     "zero_velocity",
     "constant_velocity",
+    "limb_ratios",
     "evaluate_pose_protocol",
     "write_pose_report",
 ]
@@ -116,6 +118,22 @@ def constant_velocity(observed: Any, horizon: int) -> Any:
         raise UserError(f"constant velocity needs at least 2 observed poses, got {observed.shape[1]}")
     last, prev = observed[:, -1:, :, :2], observed[:, -2:-1, :, :2]
     return last + _steps(observed, horizon) * (last - prev)
+
+
+def limb_ratios(poses: Any, observed: Any) -> np.ndarray:
+    """(K, L): each `skeleton.LIMBS` bone's length in every pose of `poses` (K, J, 2|3) divided by its
+    median length over the `observed` poses (T, J, 2|3), all in pixels.
+
+    A forecast that stays a body keeps these near 1 (2D foreshortening changes them, but not by factors
+    of several); a skeleton collapsing into a line drives the limbs across it towards 0. A bone of zero
+    median observed length gives inf / NaN.
+    """
+    poses, observed = _np(poses)[..., :2], _np(observed)[..., :2]
+    a, b = [i for i, _ in LIMBS], [j for _, j in LIMBS]
+    length = np.linalg.norm(poses[:, a] - poses[:, b], axis=-1)
+    ref = np.median(np.linalg.norm(observed[:, a] - observed[:, b], axis=-1), 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return length / ref
 
 
 def _mean(values: np.ndarray) -> float | None:
