@@ -142,3 +142,105 @@ def test_demo_runs_on_the_bundled_models(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0
     # the model animates: generated frames differ from the input image (and from each other)
     assert np.abs(frames[len(frames) // 2].astype(int) - frames[0].astype(int)).mean() > 1.0
+
+
+def _demo_args(out):
+    from structvid.cli import DEMO_DIR
+
+    return ("generate", "--image", DEMO_DIR / "example" / "image.png", "--poses", DEMO_DIR / "example" / "poses.json",
+            "--out", out, "--device", "cpu")
+
+
+def test_generate_failed_gif_leaves_no_mp4(tmp_path, monkeypatch, capsys):
+    """All or nothing: a GIF that cannot be written (full disk) leaves neither it nor the MP4 or panel."""
+    import errno
+
+    from PIL import Image
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    out = tmp_path / "gen" / "x.mp4"
+    code, res = run_cli(*_demo_args(out), "--panel", capsys=capsys)
+    assert code == 2 and len(res.err.strip().splitlines()) == 1
+    assert "no space left on device" in res.err and "x.gif" in res.err
+    assert list((tmp_path / "gen").iterdir()) == []  # no x.mp4, no x_panel.mp4, no temporary file
+
+
+def test_generate_output_under_a_file_is_one_line(tmp_path, capsys):
+    parent = tmp_path / "a_file"
+    parent.write_text("")
+    code, res = run_cli(*_demo_args(parent / "x.mp4"), capsys=capsys)
+    assert code == 2 and len(res.err.strip().splitlines()) == 1 and "a_file/x.mp4" in res.err
+
+
+def test_generate_refuses_nan_weights_naming_the_tensor(tmp_path, capsys):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from structvid.cli import DEMO_DIR
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for name in ("generator.json", "generator.safetensors", "config.yaml"):
+        shutil.copy(DEMO_DIR / name, ckpt / name)
+    state = load_file(str(ckpt / "generator.safetensors"))
+    name = sorted(k for k, v in state.items() if v.is_floating_point() and v.numel() > 100)[-1]
+    state[name].view(-1)[::2] = float("nan")
+    save_file(state, str(ckpt / "generator.safetensors"))
+    out = tmp_path / "gen" / "x.mp4"
+    code, res = run_cli(*_demo_args(out), "--checkpoint", ckpt, capsys=capsys)
+    assert code == 2 and "non-finite" in res.err and name in res.err and "generator.safetensors" in res.err
+    assert not out.exists() and not out.with_suffix(".gif").exists()
+
+
+def test_generate_long_video_streams_and_caps_the_gif(tmp_path, monkeypatch, capsys):
+    """Frames reach the encoders chunk by chunk (the panel too); the GIF preview keeps the first N frames."""
+    from PIL import Image
+
+    from structvid.cli import DEMO_DIR
+    from structvid.io import video
+    from structvid.io.poses import load_poses
+    from structvid.io.video import read_video
+
+    monkeypatch.setattr(video, "GIF_PREVIEW_FRAMES", 20)
+    sizes = []
+    real = video.VideoWriter.write
+
+    def write(self, frames):
+        sizes.append(len(frames))
+        return real(self, frames)
+
+    monkeypatch.setattr(video.VideoWriter, "write", write)
+    joints = load_poses(DEMO_DIR / "example" / "poses.json")
+    poses = tmp_path / "long.npy"
+    np.save(poses, np.concatenate([joints, joints[::-1]]))  # 96 poses
+    out = tmp_path / "x.mp4"
+    args = list(_demo_args(out))
+    args[args.index("--poses") + 1] = poses
+    code, res = run_cli(*args, "--panel", capsys=capsys)
+    assert code == 0, res.err
+    assert max(sizes) <= 16  # the pipeline's chunk, never the whole video
+    assert read_video(out)[0].shape[0] == 96 and read_video(out.with_name("x_panel.mp4"))[0].shape[0] == 96
+    with Image.open(out.with_suffix(".gif")) as im:
+        assert 10 <= im.n_frames <= 20  # (PIL merges identical consecutive frames)
+
+
+def test_evaluate_forecast_records_the_frames_evaluated(trained, puppet_root, tmp_path, capsys):
+    _, run = trained
+    code, out = run_cli("evaluate", "forecast", "--checkpoint", run, "--data", puppet_root, "--out", tmp_path,
+                        "--frames", 50, "--max-videos", 1, "--device", "cpu", capsys=capsys)
+    assert code == 0, out.err
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    assert result["frames"] == 11 and result["frames_requested"] == 50  # the puppet videos have 12 frames
+    assert len(result["per_frame"]["psnr"]) == 11
+    assert all(v["frames"] == 11 for v in result["per_video"].values())
+
+
+def test_generate_help_states_the_gif_preview_length(capsys):
+    from structvid.io.video import GIF_PREVIEW_FRAMES
+
+    code, out = run_cli("generate", "--help", capsys=capsys)
+    assert code == 0 and f"first {GIF_PREVIEW_FRAMES} frames" in " ".join(out.out.split())

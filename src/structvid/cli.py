@@ -142,42 +142,50 @@ def train_refine_cmd(**kwargs) -> None:
 # ---------------------------------------------------------------- generate / demo
 
 
-def _write_outputs(out, mp4: Path, fps: float, panel: bool, observed=None) -> list[Path]:
-    """MP4 + GIF of the generated frames, and optionally the input | condition | output | mask panel.
+def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=None) -> list[Path]:
+    """MP4 + GIF preview of the generated frames, and optionally the input | condition | output | mask panel.
 
-    With `observed` poses (pose forecasting) the panel's first column shows the observed skeletons over the
-    input and the second the forecast skeleton over each generated frame.
+    `chunks` are the pipeline's VideoOutputs (`pipe.stream`): each is encoded and its panel built as it comes,
+    so memory does not grow with the video's length; the GIF keeps the first GIF_PREVIEW_FRAMES frames. The
+    files are staged in `files` (`video_files`): they appear together when the command succeeds, or not at
+    all. With `observed` poses (pose forecasting) the panel's first column shows the observed skeletons over
+    the input and the second the forecast skeleton over each generated frame.
     """
+    import itertools
+
     import numpy as np
 
     from structvid.data.clips import apply_affine
     from structvid.data.skeleton import draw_skeleton
     from structvid.io.images import heatmap_to_rgb
-    from structvid.io.video import side_by_side, write_video
+    from structvid.io.video import GIF_PREVIEW_FRAMES, side_by_side
 
-    written = []
-    write_video(mp4, out.frames, fps)
-    write_video(mp4.with_suffix(".gif"), out.frames, fps)
-    written += [mp4, mp4.with_suffix(".gif")]
-    if panel:
-        t = len(out.frames)
-        cols = [np.repeat(out.input_frame[None], t, 0), heatmap_to_rgb(out.conditions), out.frames]
-        labels = ["input", "condition", "output"]
-        if observed is not None and out.joints is not None:
-            first = out.input_frame.copy()
-            for j in apply_affine(observed, out.affine):  # observed joints in output pixels
-                first = draw_skeleton(first, j, color=(60, 120, 255))
-            cols[0] = np.repeat(first[None], t, 0)
+    chunks = iter(chunks)
+    first = next(chunks)  # a bad input fails here, before any file is created
+    gif, panel_path = mp4.with_suffix(".gif"), mp4.with_name(mp4.stem + "_panel.mp4")
+    video, preview = files.video(mp4, fps), files.video(gif, fps, max_frames=GIF_PREVIEW_FRAMES)
+    panel_video = files.video(panel_path, fps) if panel else None
+    still, labels = first.input_frame, ["input", "condition", "output"]
+    if observed is not None and first.joints is not None:
+        still = first.input_frame.copy()
+        for j in apply_affine(observed, first.affine):  # observed joints in output pixels
+            still = draw_skeleton(still, j, color=(60, 120, 255))
+        labels[:2] = ["observed", "forecast"]
+    if first.masks is not None:
+        labels.append("mask")
+    for out in itertools.chain([first], chunks):
+        video.write(out.frames)
+        if preview.count < GIF_PREVIEW_FRAMES:
+            preview.write(out.frames)
+        if panel_video is None:
+            continue
+        cols = [still, heatmap_to_rgb(out.conditions), out.frames]
+        if labels[1] == "forecast":
             cols[1] = np.stack([draw_skeleton(f, j, color=(255, 60, 60)) for f, j in zip(out.frames, out.joints)])
-            labels[:2] = ["observed", "forecast"]
         if out.masks is not None:
             cols.append(heatmap_to_rgb(out.masks[:, None]))
-            labels.append("mask")
-        video = side_by_side(cols, labels, scale=4 if out.frames.shape[1] <= 64 else 2)
-        p = mp4.with_name(mp4.stem + "_panel.mp4")
-        write_video(p, video, fps)
-        written.append(p)
-    return written
+        panel_video.write(side_by_side(cols, labels, scale=4 if out.frames.shape[1] <= 64 else 2))
+    return [mp4, gif] + ([panel_path] if panel else [])
 
 
 @cli.command()
@@ -192,7 +200,8 @@ def _write_outputs(out, mp4: Path, fps: float, panel: bool, observed=None) -> li
               help="Poses to forecast with --observed-poses.")
 @click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR,
               help="Pose LSTM run or checkpoint folder (default: the one shipped in the package).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("out.mp4"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("out.mp4"), show_default=True,
+              help="The video; also writes OUT.gif, a preview of its first 300 frames. All files appear once complete.")
 @click.option("--fps", type=FPS, default=12.0, show_default=True)
 @click.option("--panel", is_flag=True, help="Also write OUT_panel.mp4: input | condition | output | mask.")
 @click.option("--device", default="auto", show_default=True)
@@ -200,6 +209,7 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
     """Animate IMAGE with a pose sequence (--poses), or with poses forecast from observed ones (--observed-poses)."""
     from structvid.io.images import load_image
     from structvid.io.poses import load_poses
+    from structvid.io.video import video_files
     from structvid.pipelines.image_to_video import ImageToVideoPipeline
 
     if (poses is None) == (observed_poses is None):
@@ -211,13 +221,15 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
     observed = None
     if poses is not None:
         joints = load_poses(poses, num_joints=pipe.structure.channels, min_frames=2, image_size=img.shape[:2])
-        result = pipe(img, joints)
+        chunks = pipe.stream(img, joints)
     else:
         pipe.load_pose_model(pose_checkpoint)
         observed = load_poses(observed_poses, num_joints=pipe.structure.channels,
                               min_frames=pipe.pose_model.config.observed, image_size=img.shape[:2])
-        result = pipe(img, pipe.forecast_poses(observed, frames), image_pose=observed[-1])
-    for p in _write_outputs(result, out, fps, panel, observed=observed):
+        chunks = pipe.stream(img, pipe.forecast_poses(observed, frames), image_pose=observed[-1])
+    with video_files() as files:
+        written = _write_outputs(files, chunks, out, fps, panel, observed=observed)
+    for p in written:
         click.echo(str(p))
 
 
@@ -236,26 +248,30 @@ def demo(out, checkpoint, pose_checkpoint, device) -> None:
     """
     import numpy as np
 
+    from structvid.io.files import output_errors
     from structvid.io.images import load_image, make_grid, save_image
     from structvid.io.poses import load_poses
+    from structvid.io.video import video_files
     from structvid.pipelines.image_to_video import ImageToVideoPipeline
 
     example = DEMO_DIR / "example"
     pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device)
     img = load_image(example / "image.png")
     joints = load_poses(example / "poses.json", num_joints=pipe.structure.channels, image_size=img.shape[:2])
-    result = pipe(img, joints)
-    written = _write_outputs(result, out / "demo.mp4", 12.0, panel=True)
-    step = max(1, len(result.frames) // 8)
-    strip = make_grid(np.concatenate([result.input_frame[None], result.frames[::step][:8]]), ncols=9)
-    save_image(out / "demo_frames.png", strip)
-    written.append(out / "demo_frames.png")
+    result = pipe(img, joints)  # 48 frames: whole, for the strip of stills
     pipe.load_pose_model(pose_checkpoint)
     t_obs = pipe.pose_model.config.observed
     observed = joints[:t_obs]
     forecast = pipe.forecast_poses(observed, len(joints) - t_obs)
-    result = pipe(img, forecast, image_pose=joints[0])
-    written += _write_outputs(result, out / "forecast.mp4", 12.0, panel=True, observed=observed)
+    with video_files() as files:  # every file appears once all are complete, or none does
+        written = _write_outputs(files, [result], out / "demo.mp4", 12.0, panel=True)
+        step = max(1, len(result.frames) // 8)
+        strip = make_grid(np.concatenate([result.input_frame[None], result.frames[::step][:8]]), ncols=9)
+        with output_errors(out / "demo_frames.png"):
+            save_image(files.temp_path(out / "demo_frames.png"), strip)
+        written.append(out / "demo_frames.png")
+        written += _write_outputs(files, pipe.stream(img, forecast, image_pose=joints[0]), out / "forecast.mp4",
+                                  12.0, panel=True, observed=observed)
     for p in written:
         click.echo(str(p))
 
@@ -287,7 +303,7 @@ def evaluate_forecast_cmd(checkpoint, data_root, out_dir, split, frames, max_vid
                       sigma=pipe.structure.sigma, crop_margin=pipe.crop_margin)
     result = evaluate_forecast(pipe, data, frames=frames, max_videos=max_videos)
     write_forecast_report(result, out_dir)
-    click.echo(json.dumps({"num_videos": result["num_videos"], **result["mean"]}))
+    click.echo(json.dumps({"num_videos": result["num_videos"], "frames": result["frames"], **result["mean"]}))
 
 
 @evaluate.command("poses")

@@ -1,13 +1,15 @@
 """Video reading/writing (PyAV, PIL for GIF) and panel/heatmap visualisation helpers.
 
-Frames are uint8 RGB (T, H, W, 3) throughout.
+Frames are uint8 RGB (T, H, W, 3) throughout. Long videos are written chunk by chunk (`VideoWriter`,
+`video_files`), so memory does not grow with their length.
 """
 
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import av
 from av.codec.context import Flags
@@ -17,9 +19,9 @@ import torch
 from PIL import Image
 
 from structvid.errors import UserError
-from structvid.io.files import atomic_path
+from structvid.io.files import atomic_path, output_errors
 
-__all__ = ["write_video", "read_video", "side_by_side"]
+__all__ = ["write_video", "VideoWriter", "video_files", "read_video", "side_by_side"]
 
 MP4_CRF = 18  # visually near-lossless for libx264
 MP4_QSCALE = 2  # fallback mpeg4 encoder: 2 is its best practical quality
@@ -32,51 +34,170 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
-def write_video(path: str | Path, frames: np.ndarray, fps: float = 25) -> None:
-    """Write uint8 (T, H, W, 3) frames atomically; the format follows the suffix.
+GIF_PREVIEW_FRAMES = 300  # PIL holds a GIF's frames until it writes them: commands make a preview of the first N
 
-    .mp4: H.264 (libx264, crf 18) or, where FFmpeg lacks it, MPEG-4 part 2 (qscale 2); yuv420p
-    for player compatibility. yuv420p needs even sizes, so an odd height/width is padded by one
-    replicated edge row/column. .gif: PIL, loops forever, frame duration 1000/fps ms (GIF has
-    10 ms resolution; PIL merges identical consecutive frames into one longer frame).
-    """
-    path = Path(path)
-    frames = _check_frames(frames)
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+
+def _video_kind(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in (".mp4", ".gif"):
         raise UserError(f"unknown video file type '{path.suffix}'; use .mp4 or .gif", path)
-    with atomic_path(path) as tmp:
-        if suffix == ".mp4":
-            _write_mp4(tmp, frames, fps)
-        else:
-            _write_gif(tmp, frames, fps)
+    return suffix
 
 
-def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
-    _, h, w, _ = frames.shape
-    if h % 2 or w % 2:
-        frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        if codec == "libx264":
-            stream.options = {"crf": str(MP4_CRF)}
+class VideoWriter:
+    """Encode uint8 (T, H, W, 3) chunks into one .mp4 or .gif as they come; `close` finishes the file.
+
+    .mp4: H.264 (libx264, crf 18) or, where FFmpeg lacks it, MPEG-4 part 2 (qscale 2); yuv420p for player
+    compatibility. yuv420p needs even sizes, so an odd height/width is padded by one replicated edge
+    row/column. Frames are encoded as they arrive: memory is flat in the video's length.
+    .gif: PIL, loops forever, frame duration 1000/fps ms (GIF has 10 ms resolution; PIL merges identical
+    consecutive frames into one longer frame). PIL writes a GIF in one go, so its frames are kept until
+    `close`: at most `max_frames` of them, later ones are dropped (None: all).
+
+    Writes `path` as it goes: `write_video` and `video_files` give it a temporary name and rename it once
+    complete. OSErrors (full disk...) become UserErrors naming `name` (default: `path`).
+    """
+
+    def __init__(self, path: str | Path, fps: float = 25, max_frames: int | None = None,
+                 name: str | Path | None = None) -> None:
+        self.path = Path(path)
+        self.name = Path(name) if name is not None else self.path
+        self.kind = _video_kind(self.name)
+        if not fps > 0 or not np.isfinite(fps):
+            raise ValueError(f"fps must be a positive number, got {fps}")
+        if max_frames is not None and max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        self.fps, self.max_frames = fps, max_frames
+        self.count = 0  # frames given to `write` (a GIF keeps the first max_frames)
+        self._shape: tuple[int, int] | None = None
+        self._container: av.container.OutputContainer | None = None
+        self._stream = None
+        self._images: list[Image.Image] = []
+
+    def __enter__(self) -> "VideoWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
         else:
-            stream.codec_context.qscale = MP4_QSCALE  # fixed quantiser, not the 200 kb/s default rate
-            stream.codec_context.flags |= Flags.qscale
+            self.abort()
+
+    def write(self, frames: np.ndarray) -> None:
+        frames = _check_frames(frames)
+        if self._shape is None:
+            self._shape = frames.shape[1:3]
+        elif frames.shape[1:3] != self._shape:
+            raise ValueError(f"frames are {frames.shape[1:3]}, earlier ones were {self._shape}")
+        with output_errors(self.name):
+            if self.kind == ".mp4":
+                self._encode(frames)
+            else:
+                keep = len(frames) if self.max_frames is None else max(0, self.max_frames - self.count)
+                # copies: a frame must not keep the caller's whole chunk alive
+                self._images += [Image.fromarray(f.copy(), "RGB") for f in frames[:keep]]
+        self.count += len(frames)
+
+    def _encode(self, frames: np.ndarray) -> None:
+        h, w = frames.shape[1:3]
+        if h % 2 or w % 2:
+            frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+        if self._container is None:
+            codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
+            self._container = av.open(str(self.path), mode="w", format="mp4")
+            stream = self._container.add_stream(codec, rate=Fraction(self.fps).limit_denominator(1001))
+            stream.height, stream.width = frames.shape[1:3]
+            stream.pix_fmt = "yuv420p"
+            if codec == "libx264":
+                stream.options = {"crf": str(MP4_CRF)}
+            else:
+                stream.codec_context.qscale = MP4_QSCALE  # fixed quantiser, not the 200 kb/s default rate
+                stream.codec_context.flags |= Flags.qscale
+            self._stream = stream
         for frame in frames:
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
-        container.mux(stream.encode(None))  # flush delayed frames
+            self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+
+    def close(self) -> None:
+        """Finish the file (flush the encoder / write the GIF); an error leaves it to the caller to remove."""
+        if self.count == 0:
+            raise ValueError(f"no frames were written to {self.name}")
+        with output_errors(self.name):
+            if self.kind == ".mp4":
+                container, self._container = self._container, None
+                if container is not None:
+                    try:
+                        container.mux(self._stream.encode(None))  # flush delayed frames
+                    finally:
+                        container.close()
+            elif self._images:
+                images, self._images = self._images, []
+                duration = max(10, round(1000 / self.fps / 10) * 10)  # GIF delays are in 1/100 s
+                images[0].save(self.path, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                               duration=duration)
+
+    def abort(self) -> None:
+        """Stop without finishing the file (after an error); the caller removes it."""
+        self._images = []
+        container, self._container = self._container, None
+        if container is not None:
+            try:
+                container.close()
+            except Exception:  # noqa: BLE001 - already failing: the first error is the one to report
+                pass
 
 
-def _write_gif(path: Path, frames: np.ndarray, fps: float) -> None:
-    images = [Image.fromarray(f, "RGB") for f in frames]
-    duration = max(10, round(1000 / fps / 10) * 10)  # GIF delays are in 1/100 s
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:], loop=0, duration=duration)
+def write_video(path: str | Path, frames: np.ndarray, fps: float = 25) -> None:
+    """Write uint8 (T, H, W, 3) frames atomically; the format follows the suffix (see `VideoWriter`)."""
+    path = Path(path)
+    frames = _check_frames(frames)
+    _video_kind(path)
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    with output_errors(path), atomic_path(path) as tmp, VideoWriter(tmp, fps, name=path) as writer:
+        writer.write(frames)
+
+
+class VideoFiles:
+    """The output files of one command, see `video_files`."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self._stack = stack
+        self._writers: list[VideoWriter] = []
+
+    def temp_path(self, path: str | Path) -> Path:
+        """A temporary path beside `path`, renamed onto it when every file of the set is complete."""
+        with output_errors(path):
+            return self._stack.enter_context(atomic_path(path))
+
+    def video(self, path: str | Path, fps: float, max_frames: int | None = None) -> VideoWriter:
+        _video_kind(Path(path))
+        writer = VideoWriter(self.temp_path(path), fps, max_frames, name=path)
+        self._writers.append(writer)
+        return writer
+
+
+@contextlib.contextmanager
+def video_files() -> Iterator[VideoFiles]:
+    """Write several files all or nothing: each under a temporary name beside its final one; once the block
+    ends and every writer has finished, all are renamed onto their final names. On any error every temporary
+    file is removed, so a failed command leaves no MP4 without its GIF and nothing that looks complete but
+    is not (files of an earlier run under the same names are left as they were).
+
+        with video_files() as out:
+            mp4, gif = out.video("a.mp4", fps), out.video("a.gif", fps, max_frames=GIF_PREVIEW_FRAMES)
+            for chunk in chunks:
+                mp4.write(chunk); gif.write(chunk)
+    """
+    with contextlib.ExitStack() as stack:
+        files = VideoFiles(stack)
+        try:
+            yield files
+            for w in files._writers:  # finish every file before any is renamed
+                w.close()
+        except BaseException:
+            for w in files._writers:
+                w.abort()
+            raise
 
 
 def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:

@@ -26,27 +26,45 @@ from structvid.pipelines.image_to_video import ImageToVideoPipeline
 
 def evaluate_forecast(pipe: ImageToVideoPipeline, data: DataConfig, frames: int = 32, max_videos: int | None = None,
                       metrics: Sequence[str] = ("mse", "psnr", "ssim"), progress: bool = True) -> dict:
+    """Score each video's first min(`frames`, T - 1) generated frames; a video with a single frame is skipped.
+
+    The result records what was evaluated: "frames" is the longest evaluated stretch (the length of
+    "per_frame"; fewer than requested when every video is shorter), "frames_requested" the request, and
+    each video's entry in "per_video" its own number of frames.
+    """
+    if frames < 1:
+        raise UserError(f"frames must be >= 1, got {frames}")
+    if max_videos is not None and max_videos < 1:
+        raise UserError(f"max_videos must be >= 1, got {max_videos}")
     sampler = ClipSampler(data)
     names = sampler.names[:max_videos] if max_videos else sampler.names
     per_index: dict[str, list[list[float]]] = {m: [[] for _ in range(frames)] for m in metrics}
     per_video: dict[str, dict[str, float]] = {}
+    skipped = 0
     for name in tqdm(names, desc="evaluate", disable=not progress):
         video = sampler.video(name)
         n = min(frames, len(video.frames) - 1)
+        if n < 1:  # nothing after the input frame
+            skipped += 1
+            continue
         pred = generate(pipe, sampler.structure, video.frames[0], video.joints[0], video.joints[1 : n + 1])
         scores = registry.compute(list(metrics), pred, video.frames[1 : n + 1])
-        per_video[name] = {m: scores[m]["mean"] for m in metrics}
+        per_video[name] = {**{m: scores[m]["mean"] for m in metrics}, "frames": n}
         for m in metrics:
             for i, v in enumerate(scores[m]["per_frame"]):
                 per_index[m][i].append(float(v))
     if not per_video:
-        raise UserError("no video to evaluate", data.root)
+        raise UserError("no video to evaluate (each needs at least 2 frames)", data.root)
+    evaluated = max(v["frames"] for v in per_video.values())
     return {
         "data": data.root,
         "num_videos": len(per_video),
-        "frames": frames,
+        "skipped_videos": skipped,
+        "frames": evaluated,
+        "frames_requested": frames,
         "mean": {m: float(np.mean([v[m] for v in per_video.values()])) for m in metrics},
-        "per_frame": {m: [float(np.mean(v)) if v else None for v in per_index[m]] for m in metrics},
+        "per_frame": {m: [float(np.mean(v)) for v in per_index[m][:evaluated]] for m in metrics},
+        "per_frame_videos": [len(v) for v in per_index[metrics[0]][:evaluated]] if metrics else [],
         "per_video": per_video,
     }
 
@@ -57,6 +75,9 @@ def write_forecast_report(result: dict, out_dir: str | Path) -> None:
     metrics = list(result["mean"])
     lines = [
         f"# Forecast evaluation: {result['num_videos']} videos of `{result['data']}`",
+        "",
+        f"Up to {result['frames']} generated frames per video ({result['frames_requested']}"
+        " requested; a video shorter than that is scored on the frames it has).",
         "",
         "| " + " | ".join(metrics) + " |",
         "|" + "---|" * len(metrics),
@@ -69,7 +90,5 @@ def write_forecast_report(result: dict, out_dir: str | Path) -> None:
     ]
     for i in range(result["frames"]):
         vals = [result["per_frame"][m][i] for m in metrics]
-        if vals[0] is None:
-            break
         lines.append(f"| {i + 1} | " + " | ".join(f"{v:.4f}" for v in vals) + " |")
     atomic_write_text(out_dir / "metrics.md", "\n".join(lines) + "\n")

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -70,8 +71,9 @@ def save_pretrained(model: nn.Module, directory: str | Path, name: str) -> Path:
 def load_pretrained(directory: str | Path, name: str, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the network saved as `name` in `directory`, load its weights strictly; returned in eval mode.
 
-    Raises UserError naming the file for a missing or corrupt file, an unknown class, a bad config, or
-    weights that do not match the config.
+    Raises UserError naming the file for a missing or corrupt file, an unknown class, a bad config, weights
+    whose shapes do not match the config (checked against the safetensors header before anything is
+    allocated), or non-finite (NaN/Inf) weights.
     """
     directory = Path(directory)
     meta_path, weights_path = directory / f"{name}.json", directory / f"{name}.safetensors"
@@ -85,38 +87,57 @@ def load_pretrained(directory: str | Path, name: str, map_location: str | torch.
     if class_name not in _REGISTRY:
         raise UserError(f"unknown model class {class_name!r} (known: {sorted(_REGISTRY)})", meta_path)
     cls, cfg_cls = _REGISTRY[class_name]
-    try:
-        model = cls(from_dict(cfg_cls, config, str(meta_path)))
-    except ValueError as e:
-        raise UserError(f"invalid model config: {e}", meta_path) from None
+    cfg = from_dict(cfg_cls, config, str(meta_path))
     if not weights_path.is_file():
         raise UserError("weights file not found", weights_path)
+    # Shapes first, from the safetensors header and a model built on the meta device (no storage): a config
+    # asking for absurd widths is refused before a single tensor is allocated.
+    try:
+        with torch.device("meta"):
+            skeleton = cls(cfg)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"invalid model config: {e}", meta_path) from None
+    problems = _mismatches(skeleton.state_dict(), _header_shapes(weights_path))
+    if problems:
+        raise UserError(f"weights do not match config {meta_path.name}: {'; '.join(problems)}", weights_path)
     try:
         state = load_file(str(weights_path), device="cpu")
     except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged file
         raise UserError(f"corrupt weights file ({e.__class__.__name__}: {e})", weights_path) from None
-    problems = _mismatches(model.state_dict(), state)
-    if problems:
-        raise UserError(f"weights do not match config {meta_path.name}: {'; '.join(problems)}", weights_path)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:  # NaN weights would generate black frames and exit 0
+        raise UserError(f"non-finite values (NaN or Inf) in {len(bad)} tensor(s): {_listing(bad)}", weights_path)
+    model = cls(cfg)
     model.load_state_dict(state, strict=True)
     return model.to(map_location).eval()
 
 
-def _mismatches(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], limit: int = 5) -> list[str]:
-    def listing(keys: list[str]) -> str:
-        more = f" ... ({len(keys) - limit} more)" if len(keys) > limit else ""
-        return f"[{', '.join(keys[:limit])}{more}]"
+def _header_shapes(weights_path: Path) -> dict[str, torch.Size]:
+    """Each tensor's shape as the safetensors header states it (reads the header only, no tensor data)."""
+    try:
+        with safe_open(str(weights_path), "pt") as f:
+            return {k: torch.Size(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:  # noqa: BLE001 - safetensors raises several types for a damaged header
+        raise UserError(f"corrupt weights file ({e.__class__.__name__}: {e})", weights_path) from None
 
+
+def _listing(keys: list[str], limit: int = 5) -> str:
+    more = f" ... ({len(keys) - limit} more)" if len(keys) > limit else ""
+    return f"[{', '.join(keys[:limit])}{more}]"
+
+
+def _mismatches(expected: dict[str, torch.Tensor], found: dict[str, torch.Size], limit: int = 5) -> list[str]:
+    """Missing / unexpected keys and shape differences between a model's state dict and a file's shapes."""
     missing = sorted(set(expected) - set(found))
     unexpected = sorted(set(found) - set(expected))
     shapes = [
-        f"shape mismatch for {k}: {tuple(found[k].shape)} in the file vs {tuple(v.shape)} in the model"
+        f"shape mismatch for {k}: {tuple(found[k])} in the file vs {tuple(v.shape)} in the model"
         for k, v in expected.items()
-        if k in found and found[k].shape != v.shape
+        if k in found and found[k] != v.shape
     ]
     return (
-        ([f"missing keys {listing(missing)}"] if missing else [])
-        + ([f"unexpected keys {listing(unexpected)}"] if unexpected else [])
+        ([f"missing keys {_listing(missing, limit)}"] if missing else [])
+        + ([f"unexpected keys {_listing(unexpected, limit)}"] if unexpected else [])
         + shapes[:limit]
         + ([f"... ({len(shapes) - limit} more shape mismatches)"] if len(shapes) > limit else [])
     )

@@ -4,17 +4,21 @@
     out = pipe(image, poses)          # image (H, W, 3) uint8, poses (T, J, 3) [x, y, v] in image pixels
     out.frames                        # (T, S, S, 3) uint8; frame i is conditioned on poses[i]
 
+    for part in pipe.stream(image, poses):  # the same frames in chunks: memory flat in the video's length
+        ...
+
 The input image shows the subject in `image_pose` (default: poses[0]); it is I_t and its structure is M_t.
 Frames are produced by G_M's `forecast` (f_I and f_M(M_t) computed once, Eq. 8). A second stage
 (`refiner`, G_R of §6) can be attached: it receives the coarse clip and its motion maps and returns the
-refined clip in the same residual form (Eq. 15).
+refined clip in the same residual form (Eq. 15); frames are generated (and refined) in chunks of `chunk`
+frames, so the chunk is the refiner's window.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -57,6 +61,7 @@ class ImageToVideoPipeline:
         self.refiner = refiner
         self.chunk = chunk  # frames decoded per forward: bounds memory for long videos
         self.size = forecaster.config.resolution
+        self.source: Path | None = None  # the checkpoint folder, named in errors about the model's output
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str = "auto", **kwargs) -> "ImageToVideoPipeline":
@@ -70,7 +75,9 @@ class ImageToVideoPipeline:
                 data = load_section(DataConfig, cand, "data")
                 break
         structure = JointHeatmaps(num_joints=forecaster.config.motion_channels, sigma=data.sigma)
-        return cls(forecaster, structure, data.crop_margin, device=pick_device(device), **kwargs)
+        pipe = cls(forecaster, structure, data.crop_margin, device=pick_device(device), **kwargs)
+        pipe.source = ckpt
+        return pipe
 
     def load_pose_model(self, path: str | Path) -> None:
         """Attach G_C for bodies (the pose LSTM, §4) from a run or checkpoint folder."""
@@ -103,43 +110,72 @@ class ImageToVideoPipeline:
         mapped = apply_affine(all_joints, affine)
         return frame, mapped[0], mapped[1:], affine
 
-    @torch.no_grad()
     def __call__(self, image: np.ndarray, poses: np.ndarray | None = None, image_pose: np.ndarray | None = None,
                  motion_maps: torch.Tensor | None = None, image_motion: torch.Tensor | None = None,
                  crop: bool = True) -> VideoOutput:
-        """Generate one frame per pose (or per motion map when `motion_maps` (T, C, S, S) is given)."""
+        """Generate one frame per pose (or per motion map when `motion_maps` (T, C, S, S) is given).
+
+        The whole video in memory: for long videos iterate `stream` instead."""
+        chunks = list(self.stream(image, poses, image_pose, motion_maps, image_motion, crop))
+        first = chunks[0]
+
+        def cat(name: str) -> np.ndarray | None:
+            parts = [getattr(c, name) for c in chunks]
+            return None if parts[0] is None else np.concatenate(parts)
+
+        return VideoOutput(frames=cat("frames"), conditions=cat("conditions"), joints=cat("joints"),
+                           masks=cat("masks"), input_frame=first.input_frame, affine=first.affine)
+
+    @torch.no_grad()
+    def stream(self, image: np.ndarray, poses: np.ndarray | None = None, image_pose: np.ndarray | None = None,
+               motion_maps: torch.Tensor | None = None, image_motion: torch.Tensor | None = None,
+               crop: bool = True, chunk: int | None = None) -> Iterator[VideoOutput]:
+        """The video of `__call__` as consecutive VideoOutputs of at most `chunk` frames (default `self.chunk`).
+
+        Memory is flat in the number of frames: each chunk's motion maps are rendered from its poses, decoded
+        (Eq. 8, f_I and f_M(M_t) shared by all chunks), refined by `refiner` when attached (it sees one chunk:
+        the chunk is its window) and checked to be finite before it is yielded. All chunks share `input_frame`
+        and `affine`; their `joints`/`conditions`/`masks` cover their own frames.
+        """
         s = self.size
+        chunk = self.chunk if chunk is None else chunk
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
         if motion_maps is None:
             if poses is None:
                 raise UserError("give either poses or motion_maps")
             frame, ref, joints, affine = self.prepare(image, poses, image_pose, crop)
             image_motion = self.structure.render(torch.from_numpy(ref)[None], s, s)  # (1, C, S, S)
-            motion_maps = self.structure.render(torch.from_numpy(joints), s, s)  # (T, C, S, S)
+            total = len(joints)
         else:
             frame, joints, affine = image, None, None
             if image_motion is None:
                 image_motion = motion_maps[:1]
             image_motion = image_motion.reshape(1, *motion_maps.shape[1:])
+            total = len(motion_maps)
+        if total == 0:
+            raise UserError("no poses given: nothing to generate")
         if frame.shape[:2] != (s, s):
             raise UserError(f"image is {frame.shape[1]}x{frame.shape[0]}, the model needs {s}x{s}")
         dev = self.device
         img = to_tensor(frame)[None].to(dev)  # (1, 3, S, S)
         m_t = image_motion.to(dev)
-        frames, masks = [], []
-        for i in range(0, len(motion_maps), self.chunk):
-            targets = motion_maps[i : i + self.chunk].to(dev)[None]  # (1, T', C, S, S)
-            out = self.forecaster.forecast(img, m_t, targets)
-            frames.append(out.frame[0].float())
-            if out.mask is not None:
-                masks.append(out.mask[0, :, 0].float())
-        video = torch.cat(frames)  # (T, 3, S, S)
-        if self.refiner is not None:
-            video = self.refiner(video[None], motion_maps.to(dev)[None])[0]
-        return VideoOutput(
-            frames=to_uint8(video.cpu()),
-            conditions=motion_maps.cpu().numpy(),
-            joints=joints,
-            masks=torch.cat(masks).cpu().numpy() if masks else None,
-            input_frame=frame,
-            affine=affine,
-        )
+        for i in range(0, total, chunk):
+            part = None if joints is None else joints[i : i + chunk]
+            # heatmaps are ~213 KB a frame at 64x64: rendered per chunk, never for the whole sequence
+            maps = self.structure.render(torch.from_numpy(part), s, s) if part is not None else motion_maps[i : i + chunk]
+            out = self.forecaster.forecast(img, m_t, maps.to(dev)[None])  # (1, T', ...)
+            video = out.frame[0].float()  # (T', 3, S, S)
+            if self.refiner is not None:
+                video = self.refiner(video[None], maps.to(dev)[None])[0]
+            if not bool(torch.isfinite(video).all()):  # NaN frames would be written as black, exit 0
+                raise UserError(f"the model produced non-finite (NaN or Inf) values in frames {i}-{i + len(video) - 1}"
+                                " (check its weights)", self.source)
+            yield VideoOutput(
+                frames=to_uint8(video.cpu()),
+                conditions=maps.cpu().numpy(),
+                joints=part,
+                masks=None if out.mask is None else out.mask[0, :, 0].float().cpu().numpy(),
+                input_frame=frame,
+                affine=affine,
+            )
