@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -248,3 +249,102 @@ def test_default_config_flop_budget():
         model = Forecaster(cfg)
     gflops = count_gflops_per_frame(model, cfg.resolution, cfg.motion_channels)
     assert 1 < gflops <= 15
+
+
+# ---------------------------------------------------------------- values pinned against the paper (issue 9 §0)
+
+
+def decoder_inputs(model: Forecaster, *args) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The (h, skips) that `model` hands its decoder f_D for one forward."""
+    seen = {}
+    handle = model.decoder.register_forward_pre_hook(lambda _m, a: seen.update(h=a[0], skips=a[1]))
+    try:
+        model(*args)
+    finally:
+        handle.remove()
+    return seen["h"], seen["skips"]
+
+
+def test_eq8_embedding_subtracts_the_current_motion():
+    # Eq. 8: h = f_M(M_{t+k}) − f_M(M_t) + f_I(I_t); swapping the sign of either motion term breaks this.
+    model = Forecaster(tiny()).eval()
+    image, m_t, m_tk = inputs(tiny(), seed=4)
+    with torch.no_grad():
+        h, skips = decoder_inputs(model, image, m_t, m_tk)
+        expected = model.motion_encoder(m_tk)[-1] - model.motion_encoder(m_t)[-1] + model.image_encoder(image)[-1]
+        assert torch.allclose(h, expected, atol=1e-6)
+        assert not torch.allclose(h, model.motion_encoder(m_t)[-1] - model.motion_encoder(m_tk)[-1]
+                                  + model.image_encoder(image)[-1], atol=1e-3)
+        # skip_content "image" (default): the skips are f_I's E0..E_{L-1} outputs, untouched by the analogy
+        assert all(torch.equal(s, f) for s, f in zip(skips, model.image_encoder(image)[:-1]))
+
+
+def test_eq6_difference_residual_on_constructed_inputs():
+    # Eq. 6: Ĩ_{t+k} = I_t + Δ, Δ = 2·tanh(raw); with a content head fixed to raw = atanh(0.1), Δ = 0.2
+    # everywhere, and the sum is clamped to the image range [-1, 1].
+    model = Forecaster(tiny(residual="difference")).eval()
+    with torch.no_grad():
+        model.content_head.weight.zero_()
+        model.content_head.bias.fill_(math.atanh(0.1))
+    image = torch.tensor([-1.0, -0.3, 0.0, 0.5, 0.85, 1.0]).repeat_interleave(16 * 16 * 3 // 6 + 1)[: 3 * 256]
+    image = image.reshape(1, 3, 16, 16)
+    _, m_t, m_tk = inputs(tiny(), n=1)
+    with torch.no_grad():
+        out = model(image, m_t, m_tk)
+    assert out.mask is None
+    assert torch.allclose(out.content, torch.full_like(image, 0.2), atol=1e-6)
+    assert torch.allclose(out.frame, (image + 0.2).clamp(max=1.0), atol=1e-6)
+    assert out.frame[image == 0.5].allclose(torch.tensor(0.7)) and out.frame[image == 0.85].eq(1.0).all()
+
+
+def test_skip_content_image_motion_carries_both_motion_encodings():
+    cfg = tiny(skip_content="image_motion", resolution=64, max_width=512, dense_growth=4)
+    model = Forecaster(cfg).eval()
+    # D_i: previous block + 3 x w_{i-1} (f_I, f_M(M_{t+k}), f_M(M_t) from E_{i-1}) + dense inputs; widths 8, 8, 16, 32, 64
+    assert [first_conv_in(b) for b in model.decoder.blocks] == [64 + 3 * 32, 64 + 3 * 16, 32 + 3 * 8 + 4, 16 + 3 * 8 + 8, 8 + 12]
+    image, m_t, m_tk = inputs(cfg, seed=6)
+    with torch.no_grad():
+        _, skips = decoder_inputs(model, image, m_t, m_tk)
+        f_i, f_tk, f_t = model.image_encoder(image), model.motion_encoder(m_tk), model.motion_encoder(m_t)
+    assert len(skips) == 4
+    for level, s in enumerate(skips):  # the authors' order: [f_I(I_t), f_M(M_{t+k}), f_M(M_t)]
+        assert torch.allclose(s, torch.cat([f_i[level], f_tk[level], f_t[level]], 1), atol=1e-6)
+    # T targets decoded at once repeat f_I and f_M(M_t) per target, as forward does one at a time
+    targets = torch.stack([m_tk, m_t.flip(0)], 1)
+    with torch.no_grad():
+        out = model.forecast(image, m_t, targets)
+        loop = [model(image, m_t, targets[:, i]).frame for i in range(2)]
+    assert torch.allclose(out.frame, torch.stack(loop, 1), atol=1e-5)
+
+
+def test_skip_content_is_checked_and_saved(tmp_path):
+    from structvid.config import ExperimentConfig, load_config
+
+    with pytest.raises(UserError, match="model.skip_content must be one of image, image_motion"):
+        load_config(ExperimentConfig, None, ["model.skip_content=motion"])
+    model = Forecaster(tiny(skip_content="image_motion")).eval()
+    save_pretrained(model, tmp_path, "g")
+    loaded = load_pretrained(tmp_path, "g")
+    assert loaded.config.skip_content == "image_motion"
+    args = inputs(tiny(), seed=7)
+    with torch.no_grad():
+        assert torch.equal(model(*args).frame, loaded(*args).frame)
+
+
+def test_bundled_demo_forecaster_output_unchanged():
+    # The bundled G_M's JSON predates skip_content: it loads with the default ("image") and computes what it
+    # did when it was trained (values from the code before skip_content existed, identical bit for bit then).
+    from structvid.cli import DEMO_DIR
+
+    model = load_pretrained(DEMO_DIR, "generator").eval()
+    assert model.config.skip_content == "image"
+    g = torch.Generator().manual_seed(0)
+    r, j = model.config.resolution, model.config.motion_channels
+    image = torch.rand(2, 3, r, r, generator=g) * 2 - 1
+    m_t, m_tk = torch.rand(2, j, r, r, generator=g), torch.rand(2, j, r, r, generator=g)
+    with torch.no_grad():
+        out = model(image, m_t, m_tk)
+    assert out.frame.double().sum().item() == pytest.approx(107.07118123935652, abs=1e-3)
+    assert out.mask.double().sum().item() == pytest.approx(1824.9367632050635, abs=1e-3)
+    assert out.frame[0, :, 30, 30].tolist() == pytest.approx([0.012894433, -0.332978934, 0.031401012], abs=1e-5)
+    assert out.mask[1, 0, 10, 40].item() == pytest.approx(0.33954969, abs=1e-5)

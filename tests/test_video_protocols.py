@@ -1,5 +1,6 @@
 """The paper's video protocols (§7.3): Penn Action (Table 7, Fig. 10) and Human3.6M (Table 6, Fig. 9)."""
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,6 +19,7 @@ from structvid.metrics.pose import zero_velocity
 from structvid.metrics.video_protocols import (
     h36m_protocol, joint_motion, motion_deciles, penn_protocol, write_protocol_report,
 )
+from structvid.data.skeleton import PAPER_ACTIONS
 from structvid.structure.heatmaps import JointHeatmaps
 
 OFFSET = 10  # grey levels added by the offset stub: PSNR = 20 log10(255 / 10)
@@ -214,3 +216,90 @@ def test_reports(penn_root: Path, tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"{s}.{e}" for s in ("penn_action", "human36m") for e in ("json", "md", "png"))
     assert PennActionDataset(penn_root).names == ["0001", "0002", "0003"]
+
+
+# ---------------------------------------------------------------- §7.1: training and evaluation parts
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def labels_only(root: Path, per_action: int = 7) -> Path:
+    """A Penn layout of labels alone (enough to select videos): `per_action` videos of each of the 8 paper actions
+    and of two others, alternating between the official halves (train flag 1 / -1)."""
+    from structvid.data.penn_action import PennSequence
+
+    actions = list(PAPER_ACTIONS) + ["bowl", "situp"]
+    rng = np.random.default_rng(0)
+    for i in range(per_action * len(actions)):
+        t = 3 + i % 5
+        seq = PennSequence(name=f"{i + 1:04d}", action=actions[i % len(actions)], pose="front",
+                           x=rng.uniform(0, 40, (t, 13)), y=rng.uniform(0, 40, (t, 13)),
+                           visibility=np.ones((t, 13), np.uint8), bbox=np.tile([0.0, 0.0, 40.0, 40.0], (t, 1)),
+                           dimensions=(48, 48, t), train=1 if (i // len(actions)) % 2 == 0 else -1)
+        write_label(root / "labels" / f"{seq.name}.mat", seq)
+    return root
+
+
+def test_training_and_evaluation_parts_are_disjoint(tmp_path: Path):
+    from structvid.config import ExperimentConfig, RefineExperimentConfig, load_config
+    from structvid.metrics.video_protocols import penn_selection
+
+    root = labels_only(tmp_path / "penn")
+    gm = load_config(ExperimentConfig, REPO / "configs/penn-128.yaml", [f"data.root={root}"])
+    gr = load_config(RefineExperimentConfig, None, [f"data.root={root}", "data.forecaster=runs/gm",
+                                                    f"data.actions={list(gm.data.actions)}", "data.image_size=128",
+                                                    "model.resolution=128", "critic.video.resolution=128",
+                                                    "critic.image.resolution=128"])
+    pipe = SimpleNamespace(size=128, crop_margin=0.15, structure=JointHeatmaps(13, sigma=3.0))
+    parts = {"gm": ClipSampler(gm.data).names, "gr": ClipSampler(gr.data).names,  # G_M's preset, G_R's default
+             "eval": penn_selection(pipe, root, "eval", gm.data).names}
+    assert penn_selection(pipe, root, "eval").names == parts["eval"]  # the protocol default selects the same
+    everything = [n for n in PennActionDataset(root, actions=PAPER_ACTIONS).names]  # both official halves
+    assert sorted(sum(parts.values(), [])) == sorted(everything) and len(everything) == 56
+    for a, b in (("gm", "gr"), ("gm", "eval"), ("gr", "eval")):
+        assert not set(parts[a]) & set(parts[b]), (a, b)
+    ds = PennActionDataset(root)
+    for action in PAPER_ACTIONS:  # each action dealt evenly: 7 videos -> 3 / 2 / 2 in some order
+        counts = sorted(sum(ds.label(n).action == action for n in names) for names in parts.values())
+        assert counts == [2, 2, 3]
+
+
+def test_evaluate_video_cli_scores_the_eval_part_of_the_runs_selection(tmp_path: Path, monkeypatch, capsys):
+    import structvid.metrics.video_protocols as protocols
+    from structvid.cli import main
+    from structvid.config import ExperimentConfig, load_config, save_yaml
+    from structvid.models.forecaster import Forecaster
+    from structvid.models.saving import save_pretrained
+
+    root = labels_only(tmp_path / "penn")
+    # a G_M "run": weights plus the config it trained with (the penn-128 preset at 16 px, on 2 actions)
+    actions = ["golf_swing", "tennis_serve"]
+    cfg = load_config(ExperimentConfig, REPO / "configs/penn-128.yaml", [
+        f"data.root={root}", f"data.actions={actions}", "data.image_size=16", "model.resolution=16",
+        "critic.resolution=16", "model.base_width=4", "model.max_width=8", "model.dense_growth=2"])
+    ckpt = tmp_path / "gm"
+    save_pretrained(Forecaster(cfg.model), ckpt, "generator")
+    save_yaml(cfg, ckpt / "config.yaml")
+    seen = {}
+
+    def capture(pipe, sampler, names=None, **kw):
+        seen["names"] = list(names)
+        raise UserError("captured")
+
+    monkeypatch.setattr(protocols, "penn_protocol", capture)
+    args = ["evaluate", "video", "--protocol", "penn", "--checkpoint", str(ckpt), "--data", str(root),
+            "--out", str(tmp_path / "out"), "--device", "cpu"]
+    assert main([*args, "--part", "eval"]) == 2 and "captured" in capsys.readouterr().err
+    evaluated = seen["names"]
+    trained = ClipSampler(cfg.data).names  # part gm of the same 2 actions
+    assert evaluated and trained and not set(evaluated) & set(trained)
+    ds = PennActionDataset(root)
+    assert {ds.label(n).action for n in evaluated} == set(actions)
+    assert len(evaluated) + len(trained) + len(ClipSampler(dataclasses.replace(cfg.data, part="gr")).names) == 2 * 7
+    # --actions all widens the selection (a different deal over all 10 actions)
+    assert main([*args, "--part", "eval", "--actions", "all"]) == 2
+    assert {ds.label(n).action for n in seen["names"]} == set(PAPER_ACTIONS) | {"bowl", "situp"}
+    # evaluating the run's own part is flagged
+    assert main([*args, "--part", "gm"]) == 2 and "not held out" in capsys.readouterr().err
+    assert seen["names"] == trained

@@ -308,15 +308,22 @@ def evaluate_forecast_cmd(checkpoint, data_root, out_dir, split, frames, max_vid
 
 @evaluate.command("poses")
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, help="Pose LSTM run folder.")
-@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True, help="Folder holding labels/.")
+@click.option("--data", "data_root", type=click.Path(path_type=Path), required=True,
+              help="Folder holding labels/ (Penn Action), or a Human3.6M folder (S9/MyPoseFeatures/...).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--heldout", is_flag=True, help="Only the sequences the run held out for validation (data.json).")
-@click.option("--actions", default="", help="Comma-separated actions (default: the paper's 8).")
+@click.option("--actions", default="",
+              help="Comma-separated actions (default: Penn Action: the paper's 8; Human3.6M: all 15).")
+@click.option("--horizon", type=POSITIVE_INT, default=32, show_default=True,
+              help="Poses forecast after the observed ones (§7.3: 32 on Penn Action, 128 on Human3.6M).")
 @click.option("--mirror-average/--no-mirror-average", default=None,
               help="Override the model's mirror averaging at inference (default: as its config says).")
 @click.option("--device", default="auto", show_default=True)
-def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, mirror_average, device) -> None:
-    """§7.3 pose protocol: observe frames 1-10, forecast 11-42; LSTM vs zero/constant velocity."""
+def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, horizon, mirror_average, device) -> None:
+    """§7.3 pose protocol: observe 10 poses, forecast --horizon more; LSTM vs zero/constant velocity.
+
+    On Human3.6M the test subjects S9, S11 (with --heldout: the training subjects' sequences the run held out)."""
+    from structvid.data.human36m import TEST_SUBJECTS, TRAIN_SUBJECTS, Human36MPoses, is_h36m_root
     from structvid.data.penn_action import PennActionDataset
     from structvid.data.pose_windows import select_actions
     from structvid.metrics.pose import evaluate_pose_protocol, write_pose_report
@@ -330,8 +337,13 @@ def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, mirror_
     model = load_pretrained(ckpt, "pose_lstm").to(dev)
     if mirror_average is not None:
         model.config.mirror_average = mirror_average
-    ds = PennActionDataset(data_root)
-    names = select_actions(ds, [a for a in actions.split(",") if a] or None)
+    wanted = [a for a in actions.split(",") if a] or None
+    if is_h36m_root(data_root):  # the LSTM trained on the training subjects; §7.3 tests on S9, S11
+        ds = Human36MPoses(data_root, TRAIN_SUBJECTS if heldout else TEST_SUBJECTS, wanted)
+        names = ds.names
+    else:
+        ds = PennActionDataset(data_root)
+        names = select_actions(ds, wanted)
     if heldout:
         summary = Path(checkpoint) / "data.json"
         if not summary.is_file():
@@ -345,8 +357,9 @@ def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, mirror_
                             summary) from None
         names = [n for n in names if n in keep]
     cfg = model.config
+    horizons = [h for h in (1, 8, 16, 32, 64) if h < horizon] + [horizon]
     result = evaluate_pose_protocol([ds.label(n) for n in names], {"lstm": pose_lstm_predictor(model, dev)},
-                                    observed=cfg.observed, horizon=32)
+                                    observed=cfg.observed, horizon=horizon, horizons=horizons)
     write_pose_report(result, out_dir)
     summary = {m: v["overall"] for m, v in result["methods"].items()}
     click.echo(json.dumps({"horizons": result["horizons"], **summary, "excluded": result["excluded"],
@@ -363,11 +376,17 @@ def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, mirror_
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
 @click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=None,
               help="Pose LSTM run folder: adds LSTM-conditioned results (penn) / forecast poses (h36m).")
-@click.option("--part", type=click.Choice(["all", "eval"]), default="all", show_default=True,
-              help="penn: 'eval' keeps the paper's evaluation third of the videos (§7.1).")
+@click.option("--part", type=click.Choice(["all", "gm", "gr", "eval"]), default=None,
+              help="The paper's split (§7.1). penn: 'eval' keeps the evaluation third of the videos, dealt exactly as "
+                   "training deals gm / gr (default: all videos); h36m: eval = S9, S11 (default), gm / gr = the "
+                   "training subject halves, all = every subject.")
+@click.option("--actions", default=None,
+              help="penn: comma-separated actions, 'all' for every one (default: the G_M run's data.actions, else "
+                   "the paper's 8).")
 @click.option("--max-videos", type=POSITIVE_INT, default=None)
 @click.option("--device", default="auto", show_default=True)
-def evaluate_video_cmd(protocol, checkpoint, data_root, out_dir, pose_checkpoint, part, max_videos, device) -> None:
+def evaluate_video_cmd(protocol, checkpoint, data_root, out_dir, pose_checkpoint, part, actions, max_videos,
+                       device) -> None:
     """The paper's video protocols on a dataset; writes JSON, Markdown and a plot."""
     from structvid.metrics.video_protocols import h36m_protocol, penn_protocol, write_protocol_report
     from structvid.models.pose_lstm import pose_lstm_predictor
@@ -379,24 +398,26 @@ def evaluate_video_cmd(protocol, checkpoint, data_root, out_dir, pose_checkpoint
         pipe.load_pose_model(pose_checkpoint)
         predictor = pose_lstm_predictor(pipe.pose_model, pipe.device)
     if protocol == "penn":
-        from structvid.config import DataConfig
-        from structvid.data.clips import ClipSampler
-        from structvid.data.penn_action import paper_split
+        from structvid.metrics.video_protocols import penn_selection, training_data
 
-        sampler = ClipSampler(DataConfig(root=str(data_root), image_size=pipe.size, crop_margin=pipe.crop_margin,
-                                         sigma=pipe.structure.sigma))
+        training, config_path = training_data(pipe)
+        wanted = None if actions is None else [a for a in actions.split(",") if a and a != "all"]
+        sampler = penn_selection(pipe, data_root, part or "all", training, wanted)
+        if training is not None and part not in (None, "all") and training.part in ("all", part):
+            click.echo(f"warning: the G_M run trained on data.part {training.part} ({config_path}), so part {part} "
+                       "is not held out from it", err=True)
         names = sampler.names
-        if part == "eval":
-            names = paper_split(names, "eval", actions={n: sampler.action(n) for n in names})
         result = penn_protocol(pipe, sampler, conditions=("gt", "lstm") if predictor else ("gt",),
                                pose_predictor=predictor, names=names[:max_videos] if max_videos else names,
                                progress=True)
+        result["selection"] = {"part": part or "all", "actions": sampler.cfg.actions or "all",
+                               "split": sampler.cfg.split, "from": str(config_path or "protocol default")}
     else:
-        from structvid.data.human36m import TEST_SUBJECTS, Human36MDataset
+        from structvid.data.human36m import Human36MDataset, subjects_of
 
-        ds = Human36MDataset(data_root, TEST_SUBJECTS)
+        ds = Human36MDataset(data_root, subjects_of(part or "eval"))
         items = ds.items[:max_videos] if max_videos else ds.items
-        clips = (ds.load_clip(item, size=pipe.size, max_frames=130) for item in items)
+        clips = (ds.load_clip(item, size=pipe.size, margin=pipe.crop_margin, max_frames=130) for item in items)
         result = h36m_protocol(pipe, clips, pose_predictor=predictor, progress=True)
     paths = write_protocol_report(result, out_dir)
     for p in paths.values():
@@ -447,6 +468,28 @@ def data_prepare(root, out, size, crop_margin, workers, actions) -> None:
 
     prepare_dataset(root, out, size, crop_margin=crop_margin, workers=workers,
                     actions=[a for a in actions.split(",") if a] or None)
+    click.echo(str(out))
+
+
+@data.command("prepare-h36m")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Prepared store folder.")
+@click.option("--size", type=Resolution(), default=128, show_default=True, help="Output resolution (data.image_size).")
+@click.option("--crop-margin", type=FiniteFloat(min=0), default=0.1, show_default=True,
+              help="Temporal-tube margin (data.crop_margin).")
+@click.option("--subjects", default="S1,S5,S6,S7,S8", show_default=True,
+              help="Comma-separated subjects (data.part gm = S1,S5,S6, gr = S7,S8).")
+@click.option("--actions", default="", help="Comma-separated actions to keep (default: all 15).")
+@click.option("--clip-frames", type=click.IntRange(min=2), default=130, show_default=True,
+              help="Frames per clip, each cropped with its own temporal tube (130 = 10 observed + 120 generated).")
+@click.option("--step", type=POSITIVE_INT, default=1, show_default=True, help="Keep every step-th frame (50 Hz / step).")
+@click.option("--max-clips", type=POSITIVE_INT, default=None, help="At most this many clips per trial and camera.")
+def data_prepare_h36m(root, out, size, crop_margin, subjects, actions, clip_frames, step, max_clips) -> None:
+    """Cut Human3.6M trials into temporal-tube crops (§7.1), one .npz per clip; train G_M / G_R with data.root=OUT."""
+    from structvid.data.human36m import prepare_h36m
+
+    prepare_h36m(root, out, size, [s for s in subjects.split(",") if s], [a for a in actions.split(",") if a] or None,
+                 crop_margin, clip_frames, step, max_clips)
     click.echo(str(out))
 
 

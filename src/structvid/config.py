@@ -18,6 +18,8 @@ from structvid.errors import UserError
 
 RESIDUAL_MODES = ("mask", "difference", "none")
 DATA_PARTS = ("all", "gm", "gr", "eval")  # DataConfig.part: the paper's three-way split (§7.1)
+SKIP_CONTENTS = ("image", "image_motion")  # ForecasterConfig.skip_content (models/forecaster.py)
+POSE_DATASETS = ("penn_action", "human36m")  # PoseDataConfig.dataset (training/tasks.py pose_sequences)
 
 
 @dataclass
@@ -40,6 +42,9 @@ class ForecasterConfig:
     # `dense_growth` channels (DenseNet's growth rate) before upsampling and concatenating it.
     dense_growth: int = 32
     skip: bool = True  # U-Net skips f_I -> f_D (§5.1)
+    # What the skips carry: "image" f_I(I_t) only (§5.1: skips "between f_I and f_D"); "image_motion" also
+    # f_M(M_{t+k}) and f_M(M_t) of the same level, as the authors' released code does (docs/design.md)
+    skip_content: str = "image"
 
 
 @dataclass
@@ -109,8 +114,9 @@ class LoopConfig:
 @dataclass
 class TrainConfig(LoopConfig):
     betas: tuple[float, float] = (0.0, 0.9)  # §7.1
-    # §7.1 does not say how many critic updates precede each generator update; WGAN-GP's default is 5.
-    critic_steps: int = 5
+    # §7.1 does not say how many critic updates precede each generator update: the authors' released code
+    # makes one D_I update per G_M update, as §6.2 alternates stage 2 (WGAN-GP's default would be 5).
+    critic_steps: int = 1
     channels_last: bool = True  # NHWC memory format: ~1.2x faster convolutions on CPU (structvid bench forecast)
 
 
@@ -173,7 +179,8 @@ WIDTHS = {"image_channels": AT_LEAST_1, "motion_channels": AT_LEAST_1, "resoluti
 # (None) are not checked; float fields must be finite whatever their rule. Checks involving several fields
 # are the `validate` methods'.
 FIELD_RULES: dict[str, dict[str, Range | tuple[str, ...]]] = {
-    "ForecasterConfig": {**WIDTHS, "dense_growth": AT_LEAST_1, "residual": RESIDUAL_MODES},
+    "ForecasterConfig": {**WIDTHS, "dense_growth": AT_LEAST_1, "residual": RESIDUAL_MODES,
+                         "skip_content": SKIP_CONTENTS},
     "CriticConfig": WIDTHS,
     "DataConfig": {"image_size": Range(8), "max_jump": AT_LEAST_1, "sigma": POSITIVE, "crop_margin": NON_NEGATIVE,
                    "num_workers": NON_NEGATIVE, "part": DATA_PARTS},
@@ -187,7 +194,7 @@ FIELD_RULES: dict[str, dict[str, Range | tuple[str, ...]]] = {
     "PoseLSTMConfig": {"num_joints": AT_LEAST_1, "hidden_size": AT_LEAST_1, "num_layers": AT_LEAST_1,
                        "observed": Range(2), "horizon": AT_LEAST_1, "dropout": FRACTION},
     "PoseDataConfig": {"val_fraction": FRACTION, "stride": AT_LEAST_1, "max_start": NON_NEGATIVE,
-                       "min_horizon": AT_LEAST_1, "speed": POSITIVE},
+                       "min_horizon": AT_LEAST_1, "speed": POSITIVE, "dataset": POSE_DATASETS},
     "PoseTrainConfig": {"loss": POSE_LOSSES, "step_weights": STEP_WEIGHTS, "weight_decay": NON_NEGATIVE},
 }
 
@@ -393,9 +400,13 @@ class PoseLSTMConfig:
 
 @dataclass
 class PoseDataConfig:
-    root: str = "data/penn_action"  # holds labels/NNNN.mat
-    actions: list[str] = field(default_factory=list)  # empty: the paper's 8 actions; [all]: all 15
-    split: str = "train"  # official flag: train | test | all
+    # penn_action: `root` holds labels/NNNN.mat; human36m: `root` is a Human3.6M folder (data/human36m.py), whose
+    # 32 joints are mapped to the 13 Penn joints, split train = S1, S5, S6, S7, S8, test = S9, S11 (§7.1)
+    dataset: str = "penn_action"
+    root: str = "data/penn_action"
+    # empty: the paper's 8 actions (Penn Action), all 15 (Human3.6M); [all]: all 15
+    actions: list[str] = field(default_factory=list)
+    split: str = "train"  # official flag (Penn Action) or subjects (Human3.6M): train | test | all
     val_fraction: float = 0.1  # sequences held out of the split for validation
     stride: int = 4  # training windows start every `stride` frames
     # training windows start at frames 0..max_start only (None: anywhere). The §7.3 protocol forecasts from

@@ -103,10 +103,15 @@ class ClipSampler:
 
         self.store: PreparedStore | None = None
         self.dataset: PennActionDataset | None = None
+        self.subjects: dict[str, str] | None = None  # a Human3.6M store's video -> subject (data/human36m.py)
         if is_prepared(cfg.root):
+            from structvid.data.human36m import select_store_videos, store_subjects
+
             self.store = PreparedStore(cfg.root)
             self.store.check(cfg.image_size, cfg.crop_margin)
-            listed = self.store.select(actions, cfg.split)
+            self.subjects = store_subjects(self.store)
+            listed = (self.store.select(actions, cfg.split) if self.subjects is None
+                      else select_store_videos(self.store, self.subjects, actions, cfg.split))
             nframes = self.store.frame_count
         else:
             self.dataset = PennActionDataset(cfg.root, actions=actions, split=cfg.split)
@@ -115,7 +120,11 @@ class ClipSampler:
         self.names = list(names) if names is not None else list(listed)
         self.structure = structure or JointHeatmaps(sigma=cfg.sigma)
         self.names = [n for n in self.names if nframes(n) >= 2]
-        if cfg.part != "all":  # §7.1: one third of the videos per stage, each action dealt evenly
+        if cfg.part != "all" and self.subjects is not None:  # §7.1, Human3.6M: halves of the subjects
+            from structvid.data.human36m import subjects_of
+
+            self.names = [n for n in self.names if self.subjects[n] in subjects_of(cfg.part)]
+        elif cfg.part != "all":  # §7.1: one third of the videos per stage, each action dealt evenly
             from structvid.data.penn_action import paper_split
 
             self.names = paper_split(self.names, cfg.part, actions={n: self.action(n) for n in self.names})

@@ -17,6 +17,11 @@ Penn Action (Table 7, Fig. 10; `penn_protocol`), 1-based frame numbers of the cr
   the input image is frame O with its ground-truth pose, the conditions are the forecast poses, and the
   generated frames are compared with frames O+1..O+F (11..42).
 
+Which videos (§7.1): `penn_selection` builds the `ClipSampler` of part `part` (gm, gr, eval) of the paper's
+even three-way split exactly as training builds its part: the same `DataConfig` (the G_M run's actions and
+official-split setting, else the protocol's: the paper's 8 actions, both official halves), the same `ClipSampler`
+and its `paper_split` call, so part eval shares no video with the parts gm and gr that G_M and G_R trained on.
+
 Every requested condition is scored on the same videos: those with at least O + F frames (42); shorter
 ones are excluded and counted, whichever conditions are requested, so "gt" and "lstm" columns from
 separate calls stay comparable. MSE (on [0, 1] images) and PSNR (dB, capped at `PSNR_CAP`) are
@@ -43,8 +48,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from structvid.config import DataConfig
+from structvid.config import DataConfig, load_section
 from structvid.data.clips import ClipSampler
+from structvid.data.skeleton import PAPER_ACTIONS
 from structvid.errors import UserError
 from structvid.models.pose_lstm import forecast_poses
 from structvid.io.files import atomic_path, atomic_write_text
@@ -58,6 +64,8 @@ __all__ = [
     "joint_motion",
     "motion_deciles",
     "penn_protocol",
+    "penn_selection",
+    "training_data",
     "h36m_protocol",
     "write_protocol_report",
 ]
@@ -130,6 +138,34 @@ def _sampler(source: Any, pipe: Any) -> ClipSampler:
     return sampler
 
 
+def training_data(pipe: Any) -> tuple[DataConfig | None, Path | None]:
+    """The data section of the run `pipe` was loaded from (`pipe.source`, the checkpoint folder: its own
+    config.yaml or its run folder's, as `ImageToVideoPipeline.from_pretrained` finds it) and that file's path;
+    (None, None) without one."""
+    source = getattr(pipe, "source", None)
+    if source is None:
+        return None, None
+    for path in (Path(source) / "config.yaml", Path(source).parent.parent / "config.yaml"):
+        if path.is_file():
+            return load_section(DataConfig, path, "data"), path
+    return None, None
+
+
+def penn_selection(pipe: Any, root: str | Path, part: str = "eval", training: DataConfig | None = None,
+                   actions: Sequence[str] | None = None) -> ClipSampler:
+    """The videos of `root` (Penn layout or prepared store) in part `part` of the paper's split (§7.1: gm, gr, eval;
+    all), cropped as the pipeline needs, selected as training selects its part: a `DataConfig` with `training`'s
+    actions and official split (the G_M run's data section, `training_data`; without one the protocol's: the
+    paper's 8 actions, both official halves; `actions` overrides, [] = every action) read by a `ClipSampler`,
+    which deals the parts with `paper_split`. Part eval is thus disjoint from the gm / gr parts of that run."""
+    if actions is None:
+        actions = list(training.actions) if training is not None else list(PAPER_ACTIONS)
+    cfg = DataConfig(root=str(root), image_size=int(pipe.size), crop_margin=float(getattr(pipe, "crop_margin", 0.15)),
+                     sigma=float(getattr(_structure(pipe, None), "sigma", 1.5)), actions=list(actions),
+                     split=training.split if training is not None else "all", part=part)
+    return ClipSampler(cfg)
+
+
 def penn_protocol(pipe: Any, sequences_source: ClipSampler | DataConfig | str | Path, frames: int = 32,
                   conditions: Sequence[str] = ("gt",), pose_predictor: Predictor | None = None, observed: int = 10,
                   names: Sequence[str] | None = None, structure: Structure | None = None,
@@ -137,8 +173,8 @@ def penn_protocol(pipe: Any, sequences_source: ClipSampler | DataConfig | str | 
     """Penn Action protocol of Table 7 / Fig. 10 (see the module docstring for what is compared).
 
     `sequences_source`: a `ClipSampler`, a `DataConfig`, or a Penn layout / prepared store folder (cropped
-    with the pipeline's size and crop margin). `names` restricts the videos, e.g. to
-    `paper_split(sampler.names, "eval")` (§7.1); default: all of the source's videos.
+    with the pipeline's size and crop margin). `names` restricts the videos; default: all of the source's videos
+    (`penn_selection` makes the sampler of the paper's evaluation part, §7.1).
 
     Returns ``{"protocol": "penn_action", "frames": F, "observed": O, "min_frames": O + F,
     "conditions": {c: {"mse", "psnr", "psnr_per_action", "mse_per_action", "per_frame": {"mse", "psnr"},

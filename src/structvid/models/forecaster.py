@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from structvid.config import RESIDUAL_MODES, ForecasterConfig
+from structvid.config import RESIDUAL_MODES, SKIP_CONTENTS, ForecasterConfig
 from structvid.models.blocks import (
     Encoder,
     ResidualBlock,
@@ -37,8 +37,9 @@ class ForecastOutput:
 class Decoder(nn.Module):
     """f_D: blocks D_L..D_1 (residual, BatchNorm + ReLU) and D0 (one conv) of Table 1.
 
-    D_i unpools its input to the resolution of E_{i-1} and sees [input, f_I skip from E_{i-1} (U-Net,
-    `skip`), dense inputs]. Dense connections (§5.1): every block's output reaches the first conv of
+    D_i unpools its input to the resolution of E_{i-1} and sees [input, skip from E_{i-1} (U-Net, `skip`;
+    `skip_streams` feature maps of width w_{i-1}: f_I alone, or f_I, f_M(M_{t+k}), f_M(M_t)), dense inputs].
+    Dense connections (§5.1): every block's output reaches the first conv of
     every later block, upsampled. The block right after it already takes that output at full width, so
     the extra dense inputs come from the blocks before the predecessor. §5.1 does not give their width;
     the authors' code concatenates full-width feature stacks (~56 GFLOP/frame at 64x64), so each block's
@@ -46,14 +47,15 @@ class Decoder(nn.Module):
     concatenated (DenseNet's growth rate).
     """
 
-    def __init__(self, widths: list[int], skip: bool, dense: bool, growth: int) -> None:
+    def __init__(self, widths: list[int], skip: bool, dense: bool, growth: int, skip_streams: int = 1) -> None:
         super().__init__()
         levels = len(widths) - 1
         self.skip = skip
         grow = growth if dense else 0
         blocks: list[nn.Module] = []
         for k, i in enumerate(range(levels, 0, -1)):  # D_L .. D_1; k earlier blocks precede D_i
-            in_channels = widths[min(i + 1, levels)] + (widths[i - 1] if skip else 0) + grow * max(k - 1, 0)
+            skip_width = widths[i - 1] * skip_streams if skip else 0
+            in_channels = widths[min(i + 1, levels)] + skip_width + grow * max(k - 1, 0)
             blocks.append(ResidualBlock(in_channels, widths[i], norm=True))
         in_channels = widths[1] + grow * (levels - 1)
         blocks.append(  # D0: 1 x Conv, ReLU after it (Table 1), pre-activated like D_L..D_1
@@ -69,7 +71,8 @@ class Decoder(nn.Module):
         )
 
     def forward(self, h: Tensor, skips: list[Tensor]) -> Tensor:
-        """h: (B, w_L, 4, 4) embedding of Eq. 8; skips: f_I outputs E0..E_{L-1}. Returns (B, w_0, H, W)."""
+        """h: (B, w_L, 4, 4) embedding of Eq. 8; skips: the skip features of levels E0..E_{L-1} (each the
+        channel concat of its streams). Returns (B, w_0, H, W)."""
         levels = len(self.blocks) - 1
         x, dense = h, []
         for k, block in enumerate(self.blocks):
@@ -92,20 +95,25 @@ class Forecaster(nn.Module):
     (shared weights) for both motion maps. The decoder f_D (D* of Table 1, dense connections) produces
     the residual: Eq. 7 ("mask"), Eq. 6 ("difference") or the frame itself ("none").
 
-    The U-Net skips carry f_I features alone: §5.1 adds them "between f_I and f_D" so that f_D can reuse
-    the static content of I_t, and defines the analogy on the embedding only, so it is not applied to
-    the skip features.
+    The U-Net skips carry f_I features alone by default (`skip_content: image`): §5.1 adds them "between
+    f_I and f_D" so that f_D can reuse the static content of I_t, and defines the analogy on the embedding
+    only, so it is not applied to the skip features. `skip_content: image_motion` concatenates, per level,
+    [f_I(I_t), f_M(M_{t+k}), f_M(M_t)] as the authors' released code does (docs/design.md, "Differences
+    from the authors' G_M").
     """
 
     def __init__(self, cfg: ForecasterConfig) -> None:
         super().__init__()
         if cfg.residual not in RESIDUAL_MODES:
             raise ValueError(f"residual must be one of {RESIDUAL_MODES}, got {cfg.residual!r}")
+        if cfg.skip_content not in SKIP_CONTENTS:
+            raise ValueError(f"skip_content must be one of {SKIP_CONTENTS}, got {cfg.skip_content!r}")
         self.config = cfg
         widths = level_widths(cfg.resolution, cfg.base_width, cfg.max_width)
         self.image_encoder = Encoder(cfg.image_channels, widths)  # f_I
         self.motion_encoder = Encoder(cfg.motion_channels, widths)  # f_M, applied to M_t and M_{t+k}
-        self.decoder = Decoder(widths, cfg.skip, cfg.dense, cfg.dense_growth)  # f_D
+        self.skip_motion = cfg.skip and cfg.skip_content == "image_motion"
+        self.decoder = Decoder(widths, cfg.skip, cfg.dense, cfg.dense_growth, 3 if self.skip_motion else 1)  # f_D
         self.content_head = conv3x3(widths[0], cfg.image_channels)
         self.mask_head = conv3x3(widths[0], 1) if cfg.residual == "mask" else None
 
@@ -142,14 +150,18 @@ class Forecaster(nn.Module):
         n = image_t.shape[0]
         t = motion_targets.shape[0] // n
         image_features = self.image_encoder(image_t)  # f_I: E0..E_L outputs
-        # One f_M call over [M_t; M_{t+k}]: (N + N*T, J, H, W) -> (N + N*T, w_L, 4, 4).
-        motion_features = self.motion_encoder(torch.cat([motion_t, motion_targets]))[-1]
+        # One f_M call over [M_t; M_{t+k}]: (N + N*T, J, H, W) -> E0..E_L outputs, E_L (N + N*T, w_L, 4, 4).
+        motion_levels = self.motion_encoder(torch.cat([motion_t, motion_targets]))
+        motion_features = motion_levels[-1]
 
         def per_target(x: Tensor) -> Tensor:
             return x if t == 1 else x.repeat_interleave(t, dim=0)  # (N, ...) -> (N*T, ...)
 
         h = motion_features[n:] + per_target(image_features[-1] - motion_features[:n])  # Eq. 8 at 4x4
-        y = self.decoder(h, [per_target(f) for f in image_features[:-1]])  # (N*T, w_0, H, W)
+        skips = [per_target(f) for f in image_features[:-1]]
+        if self.skip_motion:  # per level: [f_I(I_t), f_M(M_{t+k}), f_M(M_t)], the authors' order
+            skips = [torch.cat([s, m[n:], per_target(m[:n])], dim=1) for s, m in zip(skips, motion_levels[:-1])]
+        y = self.decoder(h, skips)  # (N*T, w_0, H, W)
         return self._output(y, per_target(image_t))
 
     def _output(self, y: Tensor, image_t: Tensor) -> ForecastOutput:

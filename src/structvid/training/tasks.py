@@ -193,8 +193,16 @@ class PoseBatches(torch.utils.data.Dataset):
 
 def pose_sequences(cfg: PoseExperimentConfig) -> tuple[PennActionDataset, list[str], list[str]]:
     """The configured actions of the split, and its deterministic train / held-out validation parts."""
-    ds = PennActionDataset(cfg.data.root, split=cfg.data.split)
-    names = select_actions(ds, cfg.data.actions or None)
+    if cfg.data.dataset == "human36m":  # §7.1: the 2D poses of the split's subjects, mapped to the 13 Penn joints
+        from structvid.data.human36m import Human36MPoses
+
+        if cfg.data.extra_train_actions:
+            raise UserError("data.extra_train_actions is for Penn Action (data.dataset: penn_action)")
+        ds = Human36MPoses(cfg.data.root, actions=cfg.data.actions, split=cfg.data.split)
+        names = ds.names
+    else:
+        ds = PennActionDataset(cfg.data.root, split=cfg.data.split)
+        names = select_actions(ds, cfg.data.actions or None)
     if not names:
         raise UserError(f"no sequence of actions {cfg.data.actions or 'PAPER_ACTIONS'} in split {cfg.data.split}",
                         cfg.data.root)
