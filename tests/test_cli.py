@@ -175,6 +175,13 @@ def test_generate_output_under_a_file_is_one_line(tmp_path, capsys):
     assert code == 2 and len(res.err.strip().splitlines()) == 1 and "a_file/x.mp4" in res.err
 
 
+def test_generate_output_that_is_a_folder_leaves_no_other_file(tmp_path, capsys):
+    (tmp_path / "x.mp4").mkdir()
+    code, res = run_cli(*_demo_args(tmp_path / "x.mp4"), "--panel", capsys=capsys)
+    assert code == 2 and len(res.err.strip().splitlines()) == 1 and str(tmp_path / "x.mp4") in res.err
+    assert [p.name for p in tmp_path.iterdir()] == ["x.mp4"]  # no x.gif, no x_panel.mp4
+
+
 def test_generate_refuses_nan_weights_naming_the_tensor(tmp_path, capsys):
     import shutil
 

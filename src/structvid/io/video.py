@@ -166,6 +166,8 @@ class VideoFiles:
 
     def temp_path(self, path: str | Path) -> Path:
         """A temporary path beside `path`, renamed onto it when every file of the set is complete."""
+        if Path(path).is_dir():  # found now, not by the final renames after others were renamed
+            raise UserError("is a folder, not a file", path)
         with output_errors(path):
             return self._stack.enter_context(atomic_path(path))
 
