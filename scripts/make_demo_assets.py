@@ -20,7 +20,7 @@ from structvid.data.penn_action import read_label, write_label
 from structvid.data.puppet import make_puppet_dataset
 from structvid.io.images import save_image
 from structvid.io.poses import save_poses
-from structvid.training.checkpoint import find_checkpoint
+from structvid.models.saving import find_checkpoint
 
 DEMO = Path(__file__).resolve().parents[1] / "src" / "structvid" / "assets" / "demo"
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from structvid.config import ExperimentConfig, PoseExperimentConfig, load_config
+from structvid.config import ExperimentConfig, PoseExperimentConfig, RefineExperimentConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 FILES = sorted(REPO.glob("configs/*.yaml")) + [REPO / "src/structvid/assets/demo/pose_lstm.yaml",
@@ -15,7 +15,12 @@ FILES = sorted(REPO.glob("configs/*.yaml")) + [REPO / "src/structvid/assets/demo
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
 def test_config_loads(path: Path) -> None:
     data = yaml.safe_load(path.read_text())
-    cls = PoseExperimentConfig if "hidden_size" in data.get("model", {}) else ExperimentConfig
+    if "hidden_size" in data.get("model", {}):
+        cls = PoseExperimentConfig
+    elif "clip_length" in data.get("model", {}):
+        cls = RefineExperimentConfig
+    else:
+        cls = ExperimentConfig
     cfg = load_config(cls, path)
     assert cfg.name == data["name"]
 

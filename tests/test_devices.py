@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from structvid.errors import UserError
-from structvid.training.devices import pick_device, resolve_precision
+from structvid.devices import pick_device, resolve_precision
 from structvid.training.tasks import train_forecaster
 
 

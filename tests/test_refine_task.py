@@ -13,7 +13,6 @@ from structvid.data.clips import ClipSampler
 from structvid.errors import UserError
 from structvid.training.checkpoint import latest_checkpoint
 from structvid.training.tasks import train_forecaster, train_refiner
-from test_training import _free_port
 
 REFINE_TINY = [
     "data.image_size=32", "model.resolution=32", "model.clip_length=8", "model.base_width=4", "model.max_width=16",
@@ -166,6 +165,14 @@ def test_clip_longer_than_every_video_is_one_clear_error(tmp_path, refine_config
     cfg = refine_config("model.clip_length=16", "critic.video.clip_length=16")  # puppet videos have 12 frames
     with pytest.raises(UserError, match="16 frames a clip needs"):
         train_refiner(cfg, tmp_path / "run", progress=False)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _ddp_worker(rank, world, port, cfg, run_dir, out_dir):

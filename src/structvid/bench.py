@@ -24,7 +24,7 @@ from structvid.config import CriticConfig, ForecasterConfig, LossConfig
 from structvid.losses.forecast import ForecastLoss
 from structvid.models.critics import ImageCritic
 from structvid.models.forecaster import Forecaster, count_gflops_per_frame
-from structvid.training.devices import autocast, pick_device, resolve_precision
+from structvid.devices import autocast, pick_device, resolve_precision
 
 
 def _sync(device: torch.device) -> None:

@@ -329,8 +329,8 @@ def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, horizon
     from structvid.metrics.pose import evaluate_pose_protocol, write_pose_report
     from structvid.models.pose_lstm import pose_lstm_predictor
     from structvid.models.saving import load_pretrained
-    from structvid.training.checkpoint import find_checkpoint
-    from structvid.training.devices import pick_device
+    from structvid.models.saving import find_checkpoint
+    from structvid.devices import pick_device
 
     ckpt = find_checkpoint(checkpoint)
     dev = pick_device(device)

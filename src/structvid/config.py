@@ -88,7 +88,7 @@ class LossConfig:
 
 
 LR_SCHEDULES = ("constant", "cosine")  # training/loop.py lr_factor
-PRECISIONS = ("fp32", "bf16", "fp16")  # training/devices.py DTYPES
+PRECISIONS = ("fp32", "bf16", "fp16")  # devices.py DTYPES
 POSE_LOSSES = ("squared", "l2")  # losses/pose.py pose_loss
 STEP_WEIGHTS = ("uniform", "relative")  # losses/pose.py pose_loss (reference)
 

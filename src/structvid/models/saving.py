@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import torch
 from safetensors import safe_open
@@ -141,3 +141,51 @@ def _mismatches(expected: dict[str, torch.Tensor], found: dict[str, torch.Size],
         + shapes[:limit]
         + ([f"... ({len(shapes) - limit} more shape mismatches)"] if len(shapes) > limit else [])
     )
+
+
+# ---------------------------------------------------------------- run folders
+
+STATE_FILE = "state.pt"  # training state of a checkpoint (training/checkpoint.py)
+LATEST = "latest.json"  # a run folder's pointer to its newest complete checkpoint
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint folder of a run, or None when the run has none.
+
+    latest.json must be {"step": int, "path": "relative/folder"} and point inside the run folder.
+    """
+    run_dir = Path(run_dir)
+    latest = run_dir / LATEST
+    if not latest.is_file():
+        return None
+    try:
+        entry = json.loads(latest.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise UserError("corrupt latest.json, not JSON (delete it to start over)", latest) from None
+    if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("step"), int)
+            and not isinstance(entry["step"], bool)):
+        raise UserError('corrupt latest.json: expected {"step": <int>, "path": "checkpoints/step_N"}, got '
+                        f"{json.dumps(entry)[:80]}", latest)
+    rel = PurePath(entry["path"])
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts or str(rel) == ".":
+        raise UserError(f"latest.json points outside its run folder ({entry['path']!r}); it must name a "
+                        "checkpoint folder inside the run", latest)
+    path = run_dir / rel
+    if path.exists() and not path.is_dir():
+        raise UserError(f"latest.json points to {path}, a file, not a checkpoint folder", latest)
+    if not path.is_dir():
+        raise UserError(f"latest.json points to a missing checkpoint {path}", latest)
+    return path
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """Accept a run folder (its latest checkpoint) or a checkpoint folder itself."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError("checkpoint or run folder not found", path)
+    if (path / STATE_FILE).is_file() or any(path.glob("*.safetensors")):
+        return path
+    ckpt = latest_checkpoint(path)
+    if ckpt is None:
+        raise UserError("no checkpoint found (expected latest.json or *.safetensors)", path)
+    return ckpt

@@ -32,8 +32,8 @@ from structvid.models.pose_lstm import PoseLSTM, forecast_poses, pose_lstm_predi
 from structvid.models.saving import load_pretrained
 from structvid.structure.base import Structure
 from structvid.structure.heatmaps import JointHeatmaps
-from structvid.training.checkpoint import find_checkpoint
-from structvid.training.devices import pick_device
+from structvid.models.saving import find_checkpoint
+from structvid.devices import pick_device
 
 # (frames (1, T, 3, H, W) in [-1, 1], motion maps (1, T, C, H, W)) -> refined frames, same shape
 Refiner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

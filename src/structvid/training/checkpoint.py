@@ -19,7 +19,7 @@ import errno
 import json
 import random
 import shutil
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,10 +27,10 @@ from torch import nn
 
 from structvid.errors import UserError
 from structvid.io.files import atomic_dir, atomic_write_text, describe_os_error, output_errors
-from structvid.models.saving import load_pretrained, save_pretrained
+from structvid.models.saving import (  # noqa: F401 - run-folder lookup lives beside the loader; re-exported
+    LATEST, STATE_FILE, find_checkpoint, latest_checkpoint, load_pretrained, save_pretrained,
+)
 
-STATE_FILE = "state.pt"
-LATEST = "latest.json"
 FULL_DISK_BYTES = 1 << 20  # free space below which a failed checkpoint write is taken for a full disk
 
 
@@ -98,48 +98,6 @@ def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module
             if old != target:
                 shutil.rmtree(old, ignore_errors=True)
     return target
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint folder of a run, or None when the run has none.
-
-    latest.json must be {"step": int, "path": "relative/folder"} and point inside the run folder.
-    """
-    run_dir = Path(run_dir)
-    latest = run_dir / LATEST
-    if not latest.is_file():
-        return None
-    try:
-        entry = json.loads(latest.read_text())
-    except (ValueError, UnicodeDecodeError):
-        raise UserError("corrupt latest.json, not JSON (delete it to start over)", latest) from None
-    if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("step"), int)
-            and not isinstance(entry["step"], bool)):
-        raise UserError('corrupt latest.json: expected {"step": <int>, "path": "checkpoints/step_N"}, got '
-                        f"{json.dumps(entry)[:80]}", latest)
-    rel = PurePath(entry["path"])
-    if rel.is_absolute() or ".." in rel.parts or not rel.parts or str(rel) == ".":
-        raise UserError(f"latest.json points outside its run folder ({entry['path']!r}); it must name a "
-                        "checkpoint folder inside the run", latest)
-    path = run_dir / rel
-    if path.exists() and not path.is_dir():
-        raise UserError(f"latest.json points to {path}, a file, not a checkpoint folder", latest)
-    if not path.is_dir():
-        raise UserError(f"latest.json points to a missing checkpoint {path}", latest)
-    return path
-
-
-def find_checkpoint(path: str | Path) -> Path:
-    """Accept a run folder (its latest checkpoint) or a checkpoint folder itself."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError("checkpoint or run folder not found", path)
-    if (path / STATE_FILE).is_file() or any(path.glob("*.safetensors")):
-        return path
-    ckpt = latest_checkpoint(path)
-    if ckpt is None:
-        raise UserError("no checkpoint found (expected latest.json or *.safetensors)", path)
-    return ckpt
 
 
 def load_checkpoint(ckpt: Path, modules: dict[str, nn.Module],

@@ -28,7 +28,7 @@ from structvid.config import LR_SCHEDULES
 from structvid.io.files import atomic_path, output_errors
 from structvid.losses.phases import Phase
 from structvid.training import checkpoint as ckpt
-from structvid.training.devices import autocast
+from structvid.devices import autocast
 from structvid.training.distributed import DistInfo, barrier, mean_across_ranks
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from structvid.losses.forecast import ForecastLoss
 from structvid.models.critics import ImageCritic
 from structvid.models.forecaster import Forecaster
 from structvid.models.saving import load_pretrained
-from structvid.training.devices import pick_device, resolve_precision
+from structvid.devices import pick_device, resolve_precision
 from structvid.training.distributed import DistInfo, cleanup, init_distributed, wrap
 from structvid.training.loop import LoopResult, LoopSettings, Task, run_loop
 from structvid.training.run_folder import RunFolder
