@@ -39,6 +39,7 @@ CONFIG_VALUES = [("forecast", o, e) for o, e in [
     ("train.seed=-1", "train.seed"), ("train.betas=[1.5,0.9]", "train.betas"), ("train.grad_clip=nan", "train.grad_clip"),
     ("data.sigma=0", "data.sigma"), ("data.sigma=nan", "data.sigma"), ("data.num_workers=-1", "data.num_workers"),
     ("data.crop_margin=-0.5", "data.crop_margin"), ("data.crop_margin=nan", "data.crop_margin"),
+    ("data.num_workers=100000", "data.num_workers"),
     ("model.base_width=0", "model.base_width"), ("model.base_width=-3", "model.base_width"),
     ("critic.base_width=0", "critic.base_width"), ("model.max_width=0", "model.max_width"),
     ("model.dense_growth=0", "model.dense_growth"), ("model.motion_channels=0", "model.motion_channels"),
@@ -161,6 +162,14 @@ def test_bad_input_file(hostile, tmp_path, capsys, option, name, expected):
     line = assert_one_line_error(["generate", *[x for kv in args.items() for x in kv], "--out", out,
                                   "--device", "cpu"], capsys, expected)
     assert name in line and not out.exists()
+
+
+def test_out_of_memory_is_one_line(puppet_root, tmp_path, capsys):
+    from tests.conftest import TINY
+
+    huge = ["model.base_width=16777216", "model.max_width=16777216"]  # a 2^24 x 2^24 x 3 x 3 conv: petabytes
+    assert_one_line_error(["train", "forecast", "--out", tmp_path / "run", "--data", puppet_root, "--no-progress",
+                           *TINY, *huge], capsys, "out of memory")
 
 
 @pytest.mark.parametrize("text", ["{", "[1, 2]", '{"val_names": 5}', '{"other": []}'])

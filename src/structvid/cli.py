@@ -569,7 +569,28 @@ def main(argv: list[str] | None = None) -> int:
 
         click.echo(f"error: {describe_os_error(e, action='accessing')}", err=True)
         return 2
+    except (MemoryError, RuntimeError) as e:  # torch reports a failed allocation as a RuntimeError
+        line = _out_of_memory(e)
+        if line is None:
+            raise
+        click.echo(f"error: {line}", err=True)
+        return 2
     return 0
+
+
+def _out_of_memory(e: BaseException) -> str | None:
+    """One line for an allocation that failed (a model, batch or image too large for the machine), else None."""
+    import re
+
+    text = str(e)
+    if not (isinstance(e, MemoryError) or "out of memory" in text.lower() or "can't allocate memory" in text):
+        return None
+    size = re.search(r"allocate (\d+) bytes", text)
+    amount = f" {int(size.group(1)) / 2**30:.1f} GiB" if size else ""
+    size = re.search(r"[Tt]ried to allocate ([\d.]+ [KMGT]iB)", text)
+    amount = f" {size.group(1)}" if size else amount
+    return (f"out of memory (could not allocate{amount or ' enough'}): use a smaller model, batch, resolution or "
+            "number of frames")
 
 
 if __name__ == "__main__":

@@ -183,7 +183,7 @@ FIELD_RULES: dict[str, dict[str, Range | tuple[str, ...]]] = {
                          "skip_content": SKIP_CONTENTS},
     "CriticConfig": WIDTHS,
     "DataConfig": {"image_size": Range(8), "max_jump": AT_LEAST_1, "sigma": POSITIVE, "crop_margin": NON_NEGATIVE,
-                   "num_workers": NON_NEGATIVE, "part": DATA_PARTS},
+                   "num_workers": Range(0, 128), "part": DATA_PARTS},  # thousands of workers would exhaust processes
     "LossConfig": {"rec": NON_NEGATIVE, "sparsity": NON_NEGATIVE, "gen": NON_NEGATIVE, "gp_lambda": NON_NEGATIVE,
                    "feat": NON_NEGATIVE, "feat_crop": AT_LEAST_1},
     "LoopConfig": {"steps": AT_LEAST_1, "batch_size": AT_LEAST_1, "lr": POSITIVE, "seed": NON_NEGATIVE,
