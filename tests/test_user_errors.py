@@ -86,6 +86,7 @@ EVAL = ["--checkpoint", "c", "--data", "d", "--out", "o"]
 OPTIONS = [
     (GEN + ["--fps", "0"], "--fps"), (GEN + ["--fps", "-5"], "--fps"), (GEN + ["--fps", "nan"], "--fps"),
     (GEN + ["--fps", "inf"], "--fps"), (GEN + ["--fps", "1e-9"], "--fps"), (GEN + ["--frames", "0"], "--frames"),
+    (GEN + ["--frames", "100000000000"], "--frames"),
     (["evaluate", "forecast", *EVAL, "--frames", "0"], "--frames"),
     (["evaluate", "forecast", *EVAL, "--max-videos", "0"], "--max-videos"),
     (["evaluate", "video", "--protocol", "penn", *EVAL, "--max-videos", "-2"], "--max-videos"),
@@ -133,6 +134,7 @@ def hostile(tmp_path_factory):
     np.save(d / "complex.npy", joints[..., :2].astype(np.complex64))
     Image.new("RGB", (1, 1)).save(d / "1x1.png")
     Image.new("RGB", (64, 3)).save(d / "64x3.png")
+    (d / "folder").mkdir()
     for name, text in [("ck_invalid", "data: [1\n"), ("ck_list", "- 1\n"), ("ck_sigma", "data: {sigma: -1}\n"),
                        ("ck_margin", "data: {crop_margin: .nan}\n"), ("ck_deep", "[" * 100_000 + "]" * 100_000)]:
         shutil.copytree(DEMO_DIR, d / name, ignore=shutil.ignore_patterns("example", "*.md"))
@@ -146,7 +148,7 @@ INPUT_FILES = [
     ("--poses", "deep.json", "nested too deeply"), ("--poses", "fake.mat", "fake.mat"),
     ("--poses", "empty.mat", "empty.mat"), ("--poses", "dims0.mat", "dimensions"), ("--poses", "complex.npy", "complex"),
     ("--observed-poses", "invisible.json", "no visible joint"), ("--image", "1x1.png", "1x1 pixels"),
-    ("--image", "64x3.png", "64x3 pixels"), ("--checkpoint", "ck_invalid", "config.yaml: not valid YAML"),
+    ("--image", "64x3.png", "64x3 pixels"), ("--image", "folder", "is a folder"), ("--checkpoint", "ck_invalid", "config.yaml: not valid YAML"),
     ("--checkpoint", "ck_list", "config.yaml"), ("--checkpoint", "ck_sigma", "data.sigma"),
     ("--checkpoint", "ck_margin", "data.crop_margin"), ("--checkpoint", "ck_deep", "nested too deeply"),
 ]

@@ -196,8 +196,8 @@ def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=N
               help="Joint sequence (.json/.npy/.mat) in the image's pixels; poses[0] is the image's pose.")
 @click.option("--observed-poses", type=click.Path(path_type=Path),
               help="Observed joints (>= T_obs frames, the last one is the image's pose): the pose LSTM forecasts the rest.")
-@click.option("--frames", type=POSITIVE_INT, default=32, show_default=True,
-              help="Poses to forecast with --observed-poses.")
+@click.option("--frames", type=click.IntRange(1, 1_000_000), default=32, show_default=True,
+              help="Poses to forecast with --observed-poses (the LSTM takes one step per frame).")
 @click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR,
               help="Pose LSTM run or checkpoint folder (default: the one shipped in the package).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out.mp4"), show_default=True,

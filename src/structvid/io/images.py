@@ -52,6 +52,8 @@ def load_image(path: str | Path, size: int | None = None) -> np.ndarray:
     path = Path(path)
     if size is not None and size <= 0:
         raise ValueError(f"size must be positive, got {size}")
+    if path.is_dir():
+        raise UserError("is a folder, not an image file", path)
     if not path.is_file():
         raise UserError("image file not found", path)
     try:
