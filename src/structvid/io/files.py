@@ -24,6 +24,7 @@ def describe_os_error(e: OSError, path: str | Path | None = None, action: str = 
         errno.EPERM: "permission denied",
         errno.EROFS: "read-only file system",
         errno.ENOTDIR: "a parent of the path is a file, not a folder",
+        errno.EEXIST: "a file stands where a folder is needed (a parent of the path is a file)",
         errno.EISDIR: "is a folder, not a file",
         errno.ENOENT: "no such file or folder",
         errno.ENAMETOOLONG: "file name too long",
