@@ -207,3 +207,15 @@ def test_ddp_alternating_critics_and_refiner_step(tmp_path, refine_config):
 
     init = dict(Refiner(cfg.model).named_parameters())
     assert any(not torch.equal(init[k], r0["refiner"][k]) for k in init)
+
+
+def test_a_stage_two_run_loads_as_a_pipeline_with_its_gm(tmp_path, refine_config, forecaster_run):
+    from structvid.pipelines.image_to_video import ImageToVideoPipeline
+
+    train_refiner(refine_config("train.steps=1", "train.checkpoint_every=1"), tmp_path / "run", progress=False)
+    pipe = ImageToVideoPipeline.from_pretrained(tmp_path / "run", device="cpu")
+    assert pipe.refiner is not None and pipe.refiner.config.clip_length == 8
+    gm = ImageToVideoPipeline.from_pretrained(forecaster_run, device="cpu")
+    for a, b in zip(pipe.forecaster.state_dict().values(), gm.forecaster.state_dict().values()):
+        assert torch.equal(a, b)  # the G_M its config.yaml names
+    assert ImageToVideoPipeline.from_pretrained(tmp_path / "run", device="cpu", refine=False).refiner is None

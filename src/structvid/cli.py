@@ -143,7 +143,8 @@ def train_refine_cmd(**kwargs) -> None:
 
 
 def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=None) -> list[Path]:
-    """MP4 + GIF preview of the generated frames, and optionally the input | condition | output | mask panel.
+    """MP4 + GIF preview of the generated frames, and optionally the input | condition | output | mask panel
+    (input | condition | coarse | refined | mask when G_R refined G_M's frames; the mask is then G_R's, Eq. 15).
 
     `chunks` are the pipeline's VideoOutputs (`pipe.stream`): each is encoded and its panel built as it comes,
     so memory does not grow with the video's length; the GIF keeps the first GIF_PREVIEW_FRAMES frames. The
@@ -165,13 +166,14 @@ def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=N
     gif, panel_path = mp4.with_suffix(".gif"), mp4.with_name(mp4.stem + "_panel.mp4")
     video, preview = files.video(mp4, fps), files.video(gif, fps, max_frames=GIF_PREVIEW_FRAMES)
     panel_video = files.video(panel_path, fps) if panel else None
-    still, labels = first.input_frame, ["input", "condition", "output"]
+    refined = first.coarse is not None
+    still, labels = first.input_frame, ["input", "condition"] + (["coarse", "refined"] if refined else ["output"])
     if observed is not None and first.joints is not None:
         still = first.input_frame.copy()
         for j in apply_affine(observed, first.affine):  # observed joints in output pixels
             still = draw_skeleton(still, j, color=(60, 120, 255))
         labels[:2] = ["observed", "forecast"]
-    if first.masks is not None:
+    if (first.refine_masks if refined else first.masks) is not None:
         labels.append("mask")
     for out in itertools.chain([first], chunks):
         video.write(out.frames)
@@ -179,18 +181,19 @@ def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=N
             preview.write(out.frames)
         if panel_video is None:
             continue
-        cols = [still, heatmap_to_rgb(out.conditions), out.frames]
+        cols = [still, heatmap_to_rgb(out.conditions)] + ([out.coarse, out.frames] if refined else [out.frames])
         if labels[1] == "forecast":
             cols[1] = np.stack([draw_skeleton(f, j, color=(255, 60, 60)) for f, j in zip(out.frames, out.joints)])
-        if out.masks is not None:
-            cols.append(heatmap_to_rgb(out.masks[:, None]))
+        mask = out.refine_masks if refined else out.masks
+        if mask is not None:
+            cols.append(heatmap_to_rgb(mask[:, None]))
         panel_video.write(side_by_side(cols, labels, scale=4 if out.frames.shape[1] <= 64 else 2))
     return [mp4, gif] + ([panel_path] if panel else [])
 
 
 @cli.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR,
-              help="G_M run or checkpoint folder (default: the small model shipped in the package).")
+              help="Pipeline folder (structvid export), G_M run or G_R run (default: the models shipped in the package).")
 @click.option("--image", type=click.Path(path_type=Path), required=True, help="Input image (I_t).")
 @click.option("--poses", type=click.Path(path_type=Path),
               help="Joint sequence (.json/.npy/.mat) in the image's pixels; poses[0] is the image's pose.")
@@ -198,14 +201,22 @@ def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=N
               help="Observed joints (>= T_obs frames, the last one is the image's pose): the pose LSTM forecasts the rest.")
 @click.option("--frames", type=click.IntRange(1, 1_000_000), default=32, show_default=True,
               help="Poses to forecast with --observed-poses (the LSTM takes one step per frame).")
-@click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR,
-              help="Pose LSTM run or checkpoint folder (default: the one shipped in the package).")
+@click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Pose LSTM run or checkpoint folder (default: the checkpoint's own, else the one shipped in the package).")
+@click.option("--refine/--no-refine", default=True, show_default=True,
+              help="Refine G_M's frames with G_R (§6) when the checkpoint has one.")
+@click.option("--overlap", type=click.IntRange(0), default=None,
+              help="G_R windows overlap by this many frames, cross-faded (default: the checkpoint's; 0 = the paper's "
+                   "non-overlapping windows of K).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("out.mp4"), show_default=True,
               help="The video; also writes OUT.gif, a preview of its first 300 frames. All files appear once complete.")
 @click.option("--fps", type=FPS, default=12.0, show_default=True)
-@click.option("--panel", is_flag=True, help="Also write OUT_panel.mp4: input | condition | output | mask.")
+@click.option("--panel", is_flag=True,
+              help="Also write OUT_panel.mp4: input | condition | output | mask (input | condition | coarse | refined | "
+                   "mask when refined).")
 @click.option("--device", default="auto", show_default=True)
-def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, out, fps, panel, device) -> None:
+def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, refine, overlap, out, fps, panel,
+             device) -> None:
     """Animate IMAGE with a pose sequence (--poses), or with poses forecast from observed ones (--observed-poses)."""
     from structvid.io.images import load_image
     from structvid.io.poses import load_poses
@@ -214,16 +225,17 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
 
     if (poses is None) == (observed_poses is None):
         raise UserError("give exactly one of --poses or --observed-poses")
-    if frames < 1:
-        raise UserError(f"--frames must be >= 1, got {frames}")
-    pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device)
+    pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device, refine=refine)
+    if overlap is not None and pipe.refiner is not None:
+        pipe.attach_refiner(pipe.refiner, window_overlap=overlap)
     img = load_image(image)
     observed = None
     if poses is not None:
         joints = load_poses(poses, num_joints=pipe.structure.channels, min_frames=2, image_size=img.shape[:2])
         chunks = pipe.stream(img, joints)
     else:
-        pipe.load_pose_model(pose_checkpoint)
+        if pose_checkpoint is not None or pipe.pose_model is None:
+            pipe.load_pose_model(pose_checkpoint or DEMO_DIR)
         observed = load_poses(observed_poses, num_joints=pipe.structure.channels,
                               min_frames=pipe.pose_model.config.observed, image_size=img.shape[:2])
         chunks = pipe.stream(img, pipe.forecast_poses(observed, frames), image_pose=observed[-1])
@@ -236,9 +248,9 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
 @cli.command()
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True)
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR, show_default=False,
-              help="G_M run or checkpoint folder (default: the small model shipped in the package).")
-@click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR, show_default=False,
-              help="Pose LSTM run or checkpoint folder (default: the one shipped in the package).")
+              help="Pipeline folder, G_M run or G_R run (default: the models shipped in the package).")
+@click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=None, show_default=False,
+              help="Pose LSTM run or checkpoint folder (default: the checkpoint's own, else the one shipped).")
 @click.option("--device", default="auto", show_default=True)
 def demo(out, checkpoint, pose_checkpoint, device) -> None:
     """Animate the bundled puppet with its pose sequence, and with poses the LSTM forecasts from 10 of them.
@@ -259,14 +271,18 @@ def demo(out, checkpoint, pose_checkpoint, device) -> None:
     img = load_image(example / "image.png")
     joints = load_poses(example / "poses.json", num_joints=pipe.structure.channels, image_size=img.shape[:2])
     result = pipe(img, joints)  # 48 frames: whole, for the strip of stills
-    pipe.load_pose_model(pose_checkpoint)
+    if pose_checkpoint is not None or pipe.pose_model is None:
+        pipe.load_pose_model(pose_checkpoint or DEMO_DIR)
     t_obs = pipe.pose_model.config.observed
     observed = joints[:t_obs]
     forecast = pipe.forecast_poses(observed, len(joints) - t_obs)
     with video_files() as files:  # every file appears once all are complete, or none does
         written = _write_outputs(files, [result], out / "demo.mp4", 12.0, panel=True)
         step = max(1, len(result.frames) // 8)
-        strip = make_grid(np.concatenate([result.input_frame[None], result.frames[::step][:8]]), ncols=9)
+        rows = [np.concatenate([result.input_frame[None], result.frames[::step][:8]])]
+        if result.coarse is not None:  # coarse (G_M) above refined (G_R)
+            rows.insert(0, np.concatenate([result.input_frame[None], result.coarse[::step][:8]]))
+        strip = make_grid(np.concatenate(rows), ncols=9)
         with output_errors(out / "demo_frames.png"):
             save_image(files.temp_path(out / "demo_frames.png"), strip)
         written.append(out / "demo_frames.png")
@@ -274,6 +290,56 @@ def demo(out, checkpoint, pose_checkpoint, device) -> None:
                                   12.0, panel=True, observed=observed)
     for p in written:
         click.echo(str(p))
+
+
+@cli.command()
+@click.option("--video", type=click.Path(path_type=Path), required=True,
+              help="A video made by any generator (or any video) to refine (§7.4).")
+@click.option("--poses", type=click.Path(path_type=Path), required=True,
+              help="Its structure: one pose per frame (.json/.npy/.mat) in the video's pixels.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR,
+              help="Pipeline folder or G_R run holding a refiner (default: the one shipped in the package).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("refined.mp4"), show_default=True,
+              help="The refined video; also OUT.gif (a preview of its first 300 frames).")
+@click.option("--overlap", type=click.IntRange(0), default=None,
+              help="G_R windows overlap by this many frames, cross-faded (default: the checkpoint's).")
+@click.option("--fps", type=FPS, default=None, help="Frame rate of the output (default: the input video's).")
+@click.option("--panel", is_flag=True, help="Also write OUT_panel.mp4: input | condition | coarse | refined | mask.")
+@click.option("--device", default="auto", show_default=True)
+def refine(video, poses, checkpoint, out, overlap, fps, panel, device) -> None:
+    """Refine VIDEO with G_R (§6) given its pose sequence: the paper's Fig. 12 on other generators' videos.
+
+    The frames are cropped to the square around the person, at the model's resolution, as in training."""
+    from structvid.io.poses import load_poses
+    from structvid.io.video import iter_video, video_files, video_rate
+    from structvid.pipelines.image_to_video import ImageToVideoPipeline
+
+    pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device)
+    if pipe.refiner is None:
+        raise UserError("has no refiner (G_R): train one with `structvid train refine`", checkpoint)
+    if overlap is not None:
+        pipe.attach_refiner(pipe.refiner, window_overlap=overlap)
+    rate = video_rate(video) if fps is None else fps
+    first = next(iter_video(video, chunk=1))[0]
+    joints = load_poses(poses, num_joints=pipe.structure.channels, min_frames=1, image_size=first.shape[:2])
+    with video_files() as files:
+        written = _write_outputs(files, pipe.refine_video(iter_video(video, pipe.chunk), joints), out, rate, panel)
+    for p in written:
+        click.echo(str(p))
+
+
+@cli.command()
+@click.option("--forecast", type=click.Path(path_type=Path), required=True, help="G_M run, checkpoint or pipeline folder.")
+@click.option("--refine", "refine_run", type=click.Path(path_type=Path), default=None, help="G_R run or checkpoint folder.")
+@click.option("--poses", "pose_run", type=click.Path(path_type=Path), default=None, help="Pose LSTM run or checkpoint folder.")
+@click.option("--overlap", type=click.IntRange(0), default=0, show_default=True,
+              help="G_R window overlap the pipeline uses (0 = the paper's non-overlapping windows).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New pipeline folder.")
+def export(forecast, refine_run, pose_run, overlap, out) -> None:
+    """Write one pipeline folder (pipeline.json + forecaster / refiner / pose_lstm files) for from_pretrained."""
+    from structvid.pipelines.export import export_pipeline
+
+    click.echo(str(export_pipeline(out, forecast, refine_run, pose_run, window_overlap=overlap)))
 
 
 # ---------------------------------------------------------------- evaluate

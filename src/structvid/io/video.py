@@ -208,28 +208,59 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
     Reads at most `max_frames` frames. The rate is the stream's average rate (falls back to its
     guessed/base rate). Missing, unreadable and frameless files raise UserError.
     """
+    frames: list[np.ndarray] = []
+    for block in iter_video(path):
+        frames.extend(block)
+        if max_frames is not None and len(frames) >= max_frames:
+            break
+    return np.stack(frames[:max_frames]), video_rate(path)
+
+
+def iter_video(path: str | Path, chunk: int = 16) -> Iterator[np.ndarray]:
+    """The first video stream as consecutive uint8 (n <= chunk, H, W, 3) RGB chunks: memory flat in the video's
+    length. Missing, unreadable and frameless files raise UserError (like `read_video`)."""
     path = Path(path)
     if not path.is_file():
         raise UserError("video file not found", path)
     frames: list[np.ndarray] = []
+    count = 0
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise UserError("contains no video stream", path)
+            for frame in container.decode(container.streams.video[0]):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if len(frames) == chunk:
+                    count += len(frames)
+                    yield np.stack(frames)
+                    frames = []
+    except (av.FFmpegError, OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise UserError(f"cannot read video ({reason})", path) from None
+    if frames:
+        count += len(frames)
+        yield np.stack(frames)
+    if count == 0:
+        raise UserError("contains no frames", path)
+
+
+def video_rate(path: str | Path) -> float:
+    """The first video stream's frame rate (average, else guessed, else base rate)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("video file not found", path)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise UserError("contains no video stream", path)
             stream = container.streams.video[0]
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            for frame in container.decode(stream):
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-                frames.append(frame.to_ndarray(format="rgb24"))
     except (av.FFmpegError, OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or str(e)  # FFmpeg messages repeat the path otherwise
+        reason = getattr(e, "strerror", None) or str(e)
         raise UserError(f"cannot read video ({reason})", path) from None
-    if not frames:
-        raise UserError("contains no frames", path)
     if not rate:
         raise UserError("has no frame rate", path)
-    return np.stack(frames), float(rate)
+    return float(rate)
 
 
 def _resize(img: np.ndarray, height: int) -> np.ndarray:

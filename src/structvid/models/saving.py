@@ -189,3 +189,15 @@ def find_checkpoint(path: str | Path) -> Path:
     if ckpt is None:
         raise UserError("no checkpoint found (expected latest.json or *.safetensors)", path)
     return ckpt
+
+
+FORECASTER_NAMES = ("forecaster", "generator")  # G_M's file stem: by stage, or the training loop's module name
+
+
+def find_module(directory: str | Path, names: tuple[str, ...]) -> str | None:
+    """The first of `names` saved in `directory` (both `{name}.safetensors` and `{name}.json`), or None."""
+    directory = Path(directory)
+    for name in names:
+        if (directory / f"{name}.safetensors").is_file() and (directory / f"{name}.json").is_file():
+            return name
+    return None

@@ -8,74 +8,179 @@
         ...
 
 The input image shows the subject in `image_pose` (default: poses[0]); it is I_t and its structure is M_t.
-Frames are produced by G_M's `forecast` (f_I and f_M(M_t) computed once, Eq. 8). A second stage
-(`refiner`, G_R of §6) can be attached: it receives the coarse clip and its motion maps and returns the
-refined clip in the same residual form (Eq. 15); frames are generated (and refined) in chunks of `chunk`
-frames, so the chunk is the refiner's window.
+Frames are produced by G_M's `forecast` (f_I and f_M(M_t) computed once, Eq. 8). The second stage (`refiner`,
+G_R of §6) refines the coarse frames in windows of its clip length K (pipelines/windows.py: the paper's
+non-overlapping windows, or overlapping ones with a cross-fade) in the same residual form (Eq. 15).
+
+A pipeline folder (`structvid export`, the bundled demo) names its stages in `pipeline.json`:
+
+    {"forecaster": "forecaster", "refiner": "refiner", "pose_lstm": "pose_lstm",
+     "structure": {"kind": "joints", "num_joints": 13, "sigma": 1.5}, "crop_margin": 0.15, "window_overlap": 0}
+
+each value the stem of a `{stem}.safetensors` + `{stem}.json` pair beside it (models/saving.py). A training run
+folder works too: a G_M run (its `generator` module), or a G_R run, which names its frozen G_M in config.yaml.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections import deque
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 
 from structvid.config import DataConfig, load_section
+from structvid.devices import pick_device
 from structvid.data.clips import apply_affine, crop_affine, crop_frame, person_box
 from structvid.errors import UserError
 from structvid.io.images import to_tensor, to_uint8
 from structvid.models.forecaster import Forecaster
 from structvid.models.pose_lstm import PoseLSTM, forecast_poses, pose_lstm_predictor
-from structvid.models.saving import load_pretrained
+from structvid.models.refiner import Refiner
+from structvid.models.saving import FORECASTER_NAMES, find_checkpoint, find_module, load_pretrained
+from structvid.pipelines.windows import check_overlap, refine_stream
 from structvid.structure.base import Structure
 from structvid.structure.heatmaps import JointHeatmaps
-from structvid.models.saving import find_checkpoint
-from structvid.devices import pick_device
 
-# (frames (1, T, 3, H, W) in [-1, 1], motion maps (1, T, C, H, W)) -> refined frames, same shape
-Refiner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MANIFEST = "pipeline.json"
+
+
+@dataclass
+class PipelineManifest:
+    """`pipeline.json`: which files hold which stage, and the settings the stages were trained with."""
+
+    forecaster: str = "forecaster"
+    refiner: str | None = None
+    pose_lstm: str | None = None
+    structure: dict = field(default_factory=lambda: {"kind": "joints", "num_joints": 13, "sigma": 1.5})
+    crop_margin: float = 0.15
+    window_overlap: int = 0  # G_R windows: 0 = the paper's non-overlapping windows (pipelines/windows.py)
+
+    @classmethod
+    def read(cls, path: Path) -> "PipelineManifest":
+        try:
+            raw = json.loads(path.read_text())
+            if not isinstance(raw, dict):
+                raise TypeError("not a JSON object")
+            unknown = set(raw) - set(cls.__dataclass_fields__)
+            if unknown:
+                raise KeyError(f"unknown keys {sorted(unknown)}")
+            m = cls(**raw)
+            for stem in (m.forecaster, m.refiner, m.pose_lstm):
+                if stem is not None and (not isinstance(stem, str) or not stem or "/" in stem or stem.startswith(".")):
+                    raise ValueError(f"a stage must name a file stem in this folder, got {stem!r}")
+            if m.structure.get("kind", "joints") != "joints":
+                raise ValueError(f"unknown structure kind {m.structure.get('kind')!r} (known: joints)")
+            if not (isinstance(m.window_overlap, int) and m.window_overlap >= 0):
+                raise ValueError(f"window_overlap must be an integer >= 0, got {m.window_overlap!r}")
+        except FileNotFoundError:
+            raise UserError("pipeline manifest not found", path) from None
+        except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as e:
+            raise UserError(f"corrupt pipeline manifest ({e})", path) from None
+        return m
+
+    def write(self, path: Path) -> None:
+        from structvid.io.files import atomic_write_text
+
+        atomic_write_text(path, json.dumps(asdict(self), indent=2) + "\n")
 
 
 @dataclass
 class VideoOutput:
-    frames: np.ndarray  # (T, S, S, 3) uint8
+    frames: np.ndarray  # (T, S, S, 3) uint8: the output (refined when G_R ran)
     conditions: np.ndarray  # (T, C, S, S) float motion maps M_{t+k}
     joints: np.ndarray | None  # (T, J, 3) joints in output pixels (None when maps were given)
     masks: np.ndarray | None  # (T, S, S) residual motion masks m in [0, 1] (Eq. 7), None without one
     input_frame: np.ndarray  # (S, S, 3) uint8, I_t as the network saw it (cropped, resized)
     affine: np.ndarray | None = None  # 2x3 map from input-image pixels to output pixels (None with maps)
+    coarse: np.ndarray | None = None  # (T, S, S, 3) uint8 G_M frames before G_R (None when not refined)
+    refine_masks: np.ndarray | None = None  # (T, S, S) G_R's spatiotemporal mask m of Eq. 15 (None: not refined)
 
 
 class ImageToVideoPipeline:
     def __init__(self, forecaster: Forecaster, structure: Structure | None = None, crop_margin: float = 0.15,
                  refiner: Refiner | None = None, pose_model: PoseLSTM | None = None,
-                 device: torch.device | str = "cpu", chunk: int = 16) -> None:
+                 device: torch.device | str = "cpu", chunk: int = 16, window_overlap: int = 0) -> None:
         self.device = torch.device(device)
         self.pose_model = None if pose_model is None else pose_model.to(self.device).eval()
         self.forecaster = forecaster.to(self.device, memory_format=torch.channels_last).eval()  # faster convs
         self.structure = structure or JointHeatmaps(num_joints=forecaster.config.motion_channels)
         self.crop_margin = crop_margin
-        self.refiner = refiner
+        self.refiner: Refiner | None = None
+        self.window_overlap = window_overlap
+        if refiner is not None:
+            self.attach_refiner(refiner)
         self.chunk = chunk  # frames decoded per forward: bounds memory for long videos
         self.size = forecaster.config.resolution
         self.source: Path | None = None  # the checkpoint folder, named in errors about the model's output
 
+    def attach_refiner(self, refiner: Refiner | None, window_overlap: int | None = None) -> None:
+        """Attach G_R (or detach it with None); it must match G_M's resolution and structure."""
+        if window_overlap is not None:
+            self.window_overlap = window_overlap
+        if refiner is None:
+            self.refiner = None
+            return
+        fc, rc = self.forecaster.config, refiner.config
+        if (rc.resolution, rc.motion_channels, rc.image_channels) != (fc.resolution, fc.motion_channels,
+                                                                       fc.image_channels):
+            raise UserError(f"G_R refines {rc.resolution}x{rc.resolution} clips with {rc.image_channels} + "
+                            f"{rc.motion_channels} channels, G_M makes {fc.resolution}x{fc.resolution} frames with "
+                            f"{fc.image_channels} + {fc.motion_channels}: they do not belong together")
+        try:
+            check_overlap(rc.clip_length, self.window_overlap)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        self.refiner = refiner.to(self.device).eval()
+
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str = "auto", **kwargs) -> "ImageToVideoPipeline":
-        """Load G_M from a run folder (latest checkpoint) or a checkpoint folder; data settings from the
-        run's config.yaml when present (heatmap σ, crop margin)."""
+    def from_pretrained(cls, path: str | Path, device: str = "auto", refine: bool = True,
+                        **kwargs) -> "ImageToVideoPipeline":
+        """Load the stages of a pipeline folder (`pipeline.json`), a G_M run or checkpoint folder, or a G_R run
+        (with the G_M its config.yaml names). `refine=False` leaves G_R out."""
+        path = Path(path)
+        dev = pick_device(device)
+        if (path / MANIFEST).is_file():
+            m = PipelineManifest.read(path / MANIFEST)
+            forecaster = load_pretrained(path, m.forecaster)
+            structure = JointHeatmaps(num_joints=int(m.structure.get("num_joints", forecaster.config.motion_channels)),
+                                      sigma=float(m.structure.get("sigma", 1.5)))
+            pipe = cls(forecaster, structure, m.crop_margin, device=dev, window_overlap=m.window_overlap, **kwargs)
+            if refine and m.refiner:
+                pipe.attach_refiner(load_pretrained(path, m.refiner))
+            if m.pose_lstm:
+                pipe.pose_model = load_pretrained(path, m.pose_lstm).to(pipe.device).eval()
+            pipe.source = path
+            return pipe
         ckpt = find_checkpoint(path)
-        forecaster = load_pretrained(ckpt, "generator")
-        data = DataConfig()
-        for cand in (ckpt / "config.yaml", ckpt.parent.parent / "config.yaml", Path(path) / "config.yaml"):
-            if cand.is_file():
-                data = load_section(DataConfig, cand, "data")
-                break
+        refiner_file = find_module(ckpt, ("refiner",))
+        config_yaml = next((c for c in (ckpt / "config.yaml", ckpt.parent.parent / "config.yaml", path / "config.yaml")
+                            if c.is_file()), None)
+        if refiner_file is not None:  # a G_R run: its frozen G_M is the one it was trained on
+            if config_yaml is None:
+                raise UserError("a G_R checkpoint without its run's config.yaml: cannot tell which G_M it refines",
+                                ckpt)
+            from structvid.config import RefineDataConfig
+
+            gm = load_section(RefineDataConfig, config_yaml, "data").forecaster
+            if not gm:
+                raise UserError("data.forecaster is empty: this G_R run refined other videos, load a G_M "
+                                "pipeline and attach_refiner() it instead", config_yaml)
+            pipe = cls.from_pretrained(gm, device, refine=False, **kwargs)
+            if refine:
+                pipe.attach_refiner(load_pretrained(ckpt, "refiner"))
+            pipe.source = ckpt
+            return pipe
+        name = find_module(ckpt, FORECASTER_NAMES)
+        if name is None:
+            raise UserError("no G_M in this folder (forecaster.safetensors or generator.safetensors)", ckpt)
+        data = DataConfig() if config_yaml is None else load_section(DataConfig, config_yaml, "data")
+        forecaster = load_pretrained(ckpt, name)
         structure = JointHeatmaps(num_joints=forecaster.config.motion_channels, sigma=data.sigma)
-        pipe = cls(forecaster, structure, data.crop_margin, device=pick_device(device), **kwargs)
+        pipe = cls(forecaster, structure, data.crop_margin, device=dev, **kwargs)
         pipe.source = ckpt
         return pipe
 
@@ -124,7 +229,8 @@ class ImageToVideoPipeline:
             return None if parts[0] is None else np.concatenate(parts)
 
         return VideoOutput(frames=cat("frames"), conditions=cat("conditions"), joints=cat("joints"),
-                           masks=cat("masks"), input_frame=first.input_frame, affine=first.affine)
+                           masks=cat("masks"), input_frame=first.input_frame, affine=first.affine,
+                           coarse=cat("coarse"), refine_masks=cat("refine_masks"))
 
     @torch.no_grad()
     def stream(self, image: np.ndarray, poses: np.ndarray | None = None, image_pose: np.ndarray | None = None,
@@ -160,22 +266,119 @@ class ImageToVideoPipeline:
         dev = self.device
         img = to_tensor(frame)[None].to(dev)  # (1, 3, S, S)
         m_t = image_motion.to(dev)
-        for i in range(0, total, chunk):
-            part = None if joints is None else joints[i : i + chunk]
-            # heatmaps are ~213 KB a frame at 64x64: rendered per chunk, never for the whole sequence
-            maps = self.structure.render(torch.from_numpy(part), s, s) if part is not None else motion_maps[i : i + chunk]
-            out = self.forecaster.forecast(img, m_t, maps.to(dev)[None])  # (1, T', ...)
-            video = out.frame[0].float()  # (T', 3, S, S)
-            if self.refiner is not None:
-                video = self.refiner(video[None], maps.to(dev)[None])[0]
-            if not bool(torch.isfinite(video).all()):  # NaN frames would be written as black, exit 0
-                raise UserError(f"the model produced non-finite (NaN or Inf) values in frames {i}-{i + len(video) - 1}"
-                                " (check its weights)", self.source)
-            yield VideoOutput(
-                frames=to_uint8(video.cpu()),
-                conditions=maps.cpu().numpy(),
-                joints=part,
-                masks=None if out.mask is None else out.mask[0, :, 0].float().cpu().numpy(),
-                input_frame=frame,
-                affine=affine,
-            )
+
+        def coarse_chunks() -> Iterator[tuple[VideoOutput, torch.Tensor, torch.Tensor]]:
+            for i in range(0, total, chunk):
+                part = None if joints is None else joints[i : i + chunk]
+                # heatmaps are ~213 KB a frame at 64x64: rendered per chunk, never for the whole sequence
+                maps = self.structure.render(torch.from_numpy(part), s, s) if part is not None else motion_maps[i : i + chunk]
+                out = self.forecaster.forecast(img, m_t, maps.to(dev)[None])  # (1, T', ...)
+                video = out.frame[0].float()  # (T', 3, S, S)
+                self._check_finite(video, i)
+                yield VideoOutput(
+                    frames=to_uint8(video.cpu()),
+                    conditions=maps.cpu().numpy(),
+                    joints=part,
+                    masks=None if out.mask is None else out.mask[0, :, 0].float().cpu().numpy(),
+                    input_frame=frame,
+                    affine=affine,
+                ), video, maps.to(dev)
+
+        if self.refiner is None:
+            for out, _, _ in coarse_chunks():
+                yield out
+            return
+        yield from self._refined(coarse_chunks())
+
+    def _check_finite(self, video: torch.Tensor, first: int) -> None:
+        if not bool(torch.isfinite(video).all()):  # NaN frames would be written as black, exit 0
+            raise UserError(f"the model produced non-finite (NaN or Inf) values in frames {first}-{first + len(video) - 1}"
+                            " (check its weights)", self.source)
+
+    def _refine_window(self, clip: torch.Tensor, motions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.refiner(clip, motions.to(clip.dtype))
+        return out.clip.float(), out.mask.float()
+
+    def _refined(self, chunks: Iterator[tuple[VideoOutput, torch.Tensor, torch.Tensor]]) -> Iterator[VideoOutput]:
+        """G_R over the coarse chunks in windows of K (pipelines/windows.py); each refined piece is yielded with
+        the coarse frames, conditions and joints of the same frames."""
+        pending: deque[VideoOutput] = deque()  # coarse chunks whose frames have not all been refined yet
+        done = 0  # frames yielded
+
+        def feed() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for out, video, maps in chunks:
+                pending.append(out)
+                yield video, maps
+
+        for refined, mask in refine_stream(feed(), self._refine_window, self.refiner.config.clip_length,
+                                           self.window_overlap):
+            self._check_finite(refined, done)
+            n = len(refined)
+            parts = []
+            while sum(len(p.frames) for p in parts) < n:  # the coarse frames these n refined frames came from
+                head = pending[0]
+                need = n - sum(len(p.frames) for p in parts)
+                if len(head.frames) <= need:
+                    parts.append(pending.popleft())
+                else:
+                    parts.append(_slice(head, 0, need))
+                    pending[0] = _slice(head, need, len(head.frames))
+
+            def cat(name: str) -> np.ndarray | None:
+                got = [getattr(p, name) for p in parts]
+                return None if got[0] is None else np.concatenate(got)
+
+            first = parts[0]
+            yield VideoOutput(frames=to_uint8(refined.cpu()), conditions=cat("conditions"), joints=cat("joints"),
+                              masks=cat("masks"), input_frame=first.input_frame, affine=first.affine,
+                              coarse=cat("frames"), refine_masks=None if mask is None else mask[:, 0].cpu().numpy())
+            done += n
+
+    @torch.no_grad()
+    def refine_video(self, frames: Iterator[np.ndarray], poses: np.ndarray, crop: bool = True) -> Iterator[VideoOutput]:
+        """G_R alone on a video made by any generator (§7.4, Fig. 12): `frames` yields uint8 (n, H, W, 3) chunks
+        of the video, `poses` (T, J, 3) its structure in the video's pixels, one pose per frame. Frames are
+        cropped to the square around the person (as in training) and refined in windows of K."""
+        if self.refiner is None:
+            raise UserError("no refiner (G_R) in this checkpoint: nothing to refine with")
+        s = self.size
+        poses = np.asarray(poses, dtype=np.float32)
+        j = self.structure.channels
+        if poses.ndim != 3 or poses.shape[1:] != (j, 3) or len(poses) == 0:
+            raise UserError(f"poses must be (T, {j}, 3) [x, y, visibility], got shape {poses.shape}")
+        box = person_box(np.zeros((0, 4)), poses, self.crop_margin) if crop else None
+        dev = self.device
+
+        def coarse_chunks() -> Iterator[tuple[VideoOutput, torch.Tensor, torch.Tensor]]:
+            done = 0
+            for block in frames:
+                block = np.asarray(block)
+                if done + len(block) > len(poses):
+                    raise UserError(f"the video has more frames than the pose file has poses ({len(poses)})")
+                b = box
+                if b is None:
+                    h, w = block.shape[1:3]
+                    b = ((w - 1) / 2, (h - 1) / 2, float(max(h, w)))
+                affine = crop_affine(b, s)
+                cropped = np.stack([crop_frame(f, b, s) for f in block])
+                part = apply_affine(poses[done : done + len(block)], affine)
+                maps = self.structure.render(torch.from_numpy(part), s, s)
+                video = to_tensor(cropped).to(dev)
+                yield VideoOutput(frames=cropped, conditions=maps.numpy(), joints=part, masks=None,
+                                  input_frame=cropped[0], affine=affine), video, maps.to(dev)
+                done += len(block)
+            if done < len(poses):
+                raise UserError(f"the video has {done} frames, the pose file {len(poses)} poses: they must match")
+
+        yield from self._refined(coarse_chunks())
+
+
+def _slice(out: VideoOutput, a: int, b: int) -> VideoOutput:
+    """Frames a..b-1 of a chunk."""
+
+    def cut(x: np.ndarray | None) -> np.ndarray | None:
+        return None if x is None else x[a:b]
+
+    return VideoOutput(frames=out.frames[a:b], conditions=out.conditions[a:b], joints=cut(out.joints),
+                       masks=cut(out.masks), input_frame=out.input_frame, affine=out.affine, coarse=cut(out.coarse),
+                       refine_masks=cut(out.refine_masks))

@@ -266,12 +266,13 @@ def train_poses(cfg: PoseExperimentConfig, run_dir: str | Path, resume: bool = F
 
 
 def forecaster_files(ckpt: Path) -> tuple[str, list[Path]]:
-    """The G_M module name in a checkpoint folder ("forecaster", or "generator" in older runs) and its files."""
-    for name in ("forecaster", "generator"):
-        files = [ckpt / f"{name}.safetensors", ckpt / f"{name}.json"]
-        if all(f.is_file() for f in files):
-            return name, files
-    raise UserError("no G_M (forecaster.safetensors or generator.safetensors) in this checkpoint", ckpt)
+    """The G_M module name in a checkpoint folder ("forecaster", or "generator" in training runs) and its files."""
+    from structvid.models.saving import FORECASTER_NAMES, find_module
+
+    name = find_module(ckpt, FORECASTER_NAMES)
+    if name is None:
+        raise UserError("no G_M (forecaster.safetensors or generator.safetensors) in this checkpoint", ckpt)
+    return name, [ckpt / f"{name}.safetensors", ckpt / f"{name}.json"]
 
 
 def refine_task(cfg: RefineExperimentConfig, device: torch.device, info: DistInfo) -> Task:
