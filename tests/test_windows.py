@@ -86,3 +86,32 @@ def test_frames_come_out_as_soon_as_their_window_is_complete():
 def test_bad_overlap():
     with pytest.raises(ValueError, match="overlap"):
         list(refine_stream([], lambda f, m: (f, None), 8, 5))
+
+
+@pytest.mark.parametrize("t, k, overlap", [(40, 16, 0), (40, 16, 2), (5, 8, 0), (64, 16, 4), (17, 16, 0)])
+def test_window_starts_are_the_windows_refine_stream_runs(t, k, overlap):
+    from structvid.pipelines.windows import window_starts
+
+    starts = []
+
+    def refine(f, m):
+        starts.append(int(f[0, 0, 0, 0, 0]))
+        return f, None
+
+    _run(t, k, overlap, 3, refine)
+    assert starts == window_starts(t, k, overlap)
+
+
+def test_seams_are_found_where_windows_change():
+    import numpy as np
+
+    from structvid.metrics.seams import seam_report, seam_transitions
+
+    assert np.flatnonzero(seam_transitions(40, 16, 0)).tolist() == [15, 31]
+    # overlap 2: windows [0,16) [14,30) [28,40) (the last one ends at frame 40)
+    assert np.flatnonzero(seam_transitions(40, 16, 2)).tolist() == [13, 15, 27, 29]
+    # a video whose frames jump by 10 at each seam and by 1 inside: the ratio says so
+    levels = np.cumsum([10 if s else 1 for s in seam_transitions(40, 16, 0)])
+    video = np.concatenate([[0], levels]).astype(np.uint8)[:, None, None, None].repeat(3, 3)
+    report = seam_report(video, video, 16, 0)
+    assert report["seams"] == 2 and report["refined_ratio"] == pytest.approx(10.0)

@@ -29,6 +29,17 @@ def check_overlap(k: int, overlap: int) -> None:
         raise ValueError(f"window overlap must be in 0..K/2 = {k // 2}, got {overlap}")
 
 
+def window_starts(total: int, k: int, overlap: int = 0) -> list[int]:
+    """Where `refine_stream`'s windows start for a video of `total` frames (the last may be [total - K, total))."""
+    check_overlap(k, overlap)
+    if total <= k:
+        return [0] if total else []
+    starts = list(range(0, total - k + 1, k - overlap))
+    if starts[-1] + k < total:
+        starts.append(total - k)
+    return starts
+
+
 def fade_weights(overlap: int, device: torch.device | None = None) -> Tensor:
     """Weight of the later window on the O shared frames: (i + 1) / (O + 1), i = 0..O-1 (never 0 or 1)."""
     return torch.arange(1, overlap + 1, device=device, dtype=torch.float32) / (overlap + 1)
