@@ -42,6 +42,8 @@ class Resolution(click.ParamType):
 
 
 POSITIVE_INT = click.IntRange(min=1)
+PRECISION_HELP = ("G_M / G_R forward passes: auto = bf16 on CPUs with native bf16 (AVX512_BF16 or AMX; it changes "
+                  "the demo's frames by < 0.01 dB PSNR), fp32 elsewhere.")
 FPS = FiniteFloat(min=0.1, max=1000.0)  # far below, a GIF's frame delay (16 bits of 10 ms) overflows
 PUPPET_SIZE = click.IntRange(16, 1024)  # data/puppet.py MIN_SIZE, MAX_SIZE
 
@@ -215,8 +217,10 @@ def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=N
               help="Also write OUT_panel.mp4: input | condition | output | mask (input | condition | coarse | refined | "
                    "mask when refined).")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help=PRECISION_HELP)
 def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, refine, overlap, out, fps, panel,
-             device) -> None:
+             device, precision) -> None:
     """Animate IMAGE with a pose sequence (--poses), or with poses forecast from observed ones (--observed-poses)."""
     from structvid.io.images import load_image
     from structvid.io.poses import load_poses
@@ -225,7 +229,7 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
 
     if (poses is None) == (observed_poses is None):
         raise UserError("give exactly one of --poses or --observed-poses")
-    pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device, refine=refine)
+    pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device, refine=refine, precision=precision)
     if overlap is not None and pipe.refiner is not None:
         pipe.attach_refiner(pipe.refiner, window_overlap=overlap)
     img = load_image(image)
@@ -252,7 +256,9 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
 @click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=None, show_default=False,
               help="Pose LSTM run or checkpoint folder (default: the checkpoint's own, else the one shipped).")
 @click.option("--device", default="auto", show_default=True)
-def demo(out, checkpoint, pose_checkpoint, device) -> None:
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help=PRECISION_HELP)
+def demo(out, checkpoint, pose_checkpoint, device, precision) -> None:
     """Animate the bundled puppet with its pose sequence, and with poses the LSTM forecasts from 10 of them.
 
     Writes demo.mp4/.gif + demo_panel.mp4 + demo_frames.png (given poses) and forecast.mp4/.gif +
@@ -267,7 +273,7 @@ def demo(out, checkpoint, pose_checkpoint, device) -> None:
     from structvid.pipelines.image_to_video import ImageToVideoPipeline
 
     example = DEMO_DIR / "example"
-    pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device)
+    pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device, precision=precision)
     img = load_image(example / "image.png")
     joints = load_poses(example / "poses.json", num_joints=pipe.structure.channels, image_size=img.shape[:2])
     result = pipe(img, joints)  # 48 frames: whole, for the strip of stills
@@ -306,7 +312,9 @@ def demo(out, checkpoint, pose_checkpoint, device) -> None:
 @click.option("--fps", type=FPS, default=None, help="Frame rate of the output (default: the input video's).")
 @click.option("--panel", is_flag=True, help="Also write OUT_panel.mp4: input | condition | coarse | refined | mask.")
 @click.option("--device", default="auto", show_default=True)
-def refine(video, poses, checkpoint, out, overlap, fps, panel, device) -> None:
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help=PRECISION_HELP)
+def refine(video, poses, checkpoint, out, overlap, fps, panel, device, precision) -> None:
     """Refine VIDEO with G_R (§6) given its pose sequence: the paper's Fig. 12 on other generators' videos.
 
     The frames are cropped to the square around the person, at the model's resolution, as in training."""
@@ -314,7 +322,7 @@ def refine(video, poses, checkpoint, out, overlap, fps, panel, device) -> None:
     from structvid.io.video import iter_video, video_files, video_rate
     from structvid.pipelines.image_to_video import ImageToVideoPipeline
 
-    pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device)
+    pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device, precision=precision)
     if pipe.refiner is None:
         raise UserError("has no refiner (G_R): train one with `structvid train refine`", checkpoint)
     if overlap is not None:
@@ -595,6 +603,38 @@ def bench_forecast_cmd(width, resolution, batch, steps, device, precision, chann
     from structvid.bench import bench_forecast, print_report
 
     print_report(bench_forecast(width, resolution, batch, steps, device, precision, channels_last=channels_last))
+
+
+def _clip_length(ctx, param, value: int) -> int:
+    if value < 2 or value & (value - 1):
+        raise click.BadParameter(f"{value} is not a power of two >= 2 (§7.1: 16 for bodies, 32 for faces).")
+    return value
+
+
+@bench.command("refine")
+@click.option("--width", type=POSITIVE_INT, default=128, show_default=True,
+              help="G_R / D_V base width (Table 2: 128; the demo: 16); D_I at min(width, 64).")
+@click.option("--resolution", type=Resolution(), default=64, show_default=True)
+@click.option("--clip-length", type=int, default=16, show_default=True, callback=_clip_length, help="K frames a clip.")
+@click.option("--batch", type=POSITIVE_INT, default=32, show_default=True, help="Clips a training iteration (§7.1: 32).")
+@click.option("--steps", type=POSITIVE_INT, default=2, show_default=True, help="Timed training iterations.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True)
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR,
+              help="Pipeline folder or G_M run timed end to end (default: the bundled demo; without a G_R, one at "
+                   "the demo's width with random weights).")
+@click.option("--frames", type=click.IntRange(1, 100_000), default=128, show_default=True,
+              help="Frames of the end-to-end video.")
+@click.option("--end-to-end/--no-end-to-end", default=True, show_default=True,
+              help="Also time a video through G_M and G_R.")
+def bench_refine_cmd(width, resolution, clip_length, batch, steps, device, precision, checkpoint, frames,
+                     end_to_end) -> None:
+    """G_R GFLOP/clip, training clips/s, inference frames/s, GFLOP/s vs this machine's GEMM in the same
+    precision, peak memory; then seconds for a --frames video through both stages."""
+    from structvid.bench import bench_refine, print_report
+
+    print_report(bench_refine(width, resolution, clip_length, batch, steps, device, precision,
+                              pipeline=checkpoint if end_to_end else None, frames=frames))
 
 
 @bench.command("puppet")

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from structvid.config import DataConfig, load_section
-from structvid.devices import pick_device
+from structvid.devices import autocast, inference_precision, pick_device
 from structvid.data.clips import apply_affine, crop_affine, crop_frame, person_box
 from structvid.errors import UserError
 from structvid.io.images import to_tensor, to_uint8
@@ -103,8 +103,12 @@ class VideoOutput:
 class ImageToVideoPipeline:
     def __init__(self, forecaster: Forecaster, structure: Structure | None = None, crop_margin: float = 0.15,
                  refiner: Refiner | None = None, pose_model: PoseLSTM | None = None,
-                 device: torch.device | str = "cpu", chunk: int = 16, window_overlap: int = 0) -> None:
+                 device: torch.device | str = "cpu", chunk: int = 16, window_overlap: int = 0,
+                 precision: str = "auto") -> None:
         self.device = torch.device(device)
+        # G_M's and G_R's forward passes run under autocast in this precision (devices.inference_precision:
+        # "auto" = bf16 on CPUs with native bf16, fp32 elsewhere); outputs are converted back to fp32
+        self.precision = inference_precision(precision, self.device)
         self.pose_model = None if pose_model is None else pose_model.to(self.device).eval()
         self.forecaster = forecaster.to(self.device, memory_format=torch.channels_last).eval()  # faster convs
         self.structure = structure or JointHeatmaps(num_joints=forecaster.config.motion_channels)
@@ -272,7 +276,8 @@ class ImageToVideoPipeline:
                 part = None if joints is None else joints[i : i + chunk]
                 # heatmaps are ~213 KB a frame at 64x64: rendered per chunk, never for the whole sequence
                 maps = self.structure.render(torch.from_numpy(part), s, s) if part is not None else motion_maps[i : i + chunk]
-                out = self.forecaster.forecast(img, m_t, maps.to(dev)[None])  # (1, T', ...)
+                with autocast(dev, self.precision):
+                    out = self.forecaster.forecast(img, m_t, maps.to(dev)[None])  # (1, T', ...)
                 video = out.frame[0].float()  # (T', 3, S, S)
                 self._check_finite(video, i)
                 yield VideoOutput(
@@ -296,7 +301,8 @@ class ImageToVideoPipeline:
                             " (check its weights)", self.source)
 
     def _refine_window(self, clip: torch.Tensor, motions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.refiner(clip, motions.to(clip.dtype))
+        with autocast(self.device, self.precision):
+            out = self.refiner(clip, motions.to(clip.dtype))
         return out.clip.float(), out.mask.float()
 
     def _refined(self, chunks: Iterator[tuple[VideoOutput, torch.Tensor, torch.Tensor]]) -> Iterator[VideoOutput]:
