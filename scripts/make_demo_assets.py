@@ -1,11 +1,11 @@
 """Build the bundled demo of `structvid demo` (src/structvid/assets/demo/).
 
     python scripts/make_demo_assets.py --forecast-run runs/demo-puppet-64 --pose-run runs/demo-poses \
-        --penn-label ../shared/data/penn_action/labels/0099.mat --frames 42
+        --penn-label ../shared/data/penn_action/labels/0099.mat --frames 48
 
 - example/image.png + example/poses.json: one puppet video rendered by our own code with a seed the demo
   model never trained on (training data uses seed 0); the image is its first frame. The bundled example
-  moves as the first 42 poses (observe 10, forecast 32) of Penn Action sequence 0099, a front-view baseball
+  moves as the first 48 poses (observe 10, forecast 38) of Penn Action sequence 0099, a front-view baseball
   pitch that the bundled pose LSTM held out (its config's seed 0 part); without --penn-label the motion is
   procedural (the earlier example, jumping jacks: an action with no Penn sequence of 42 frames, whose
   forecast collapsed into a line; see TRAINING.md).
