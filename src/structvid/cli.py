@@ -648,6 +648,36 @@ def bench_puppet_cmd(frames, size) -> None:
     print_report(bench_render(num_frames=frames, size=size))
 
 
+@bench.command("quality")
+@click.option("--penn-labels", type=click.Path(path_type=Path), default=Path("../shared/data/penn_action"),
+              show_default=True, help="Penn Action root (or its labels/ folder): the motions the puppets follow.")
+@click.option("--work", type=click.Path(path_type=Path), default=None,
+              help="Renders, runs and caches; a run already there is resumed (default runs/quality, tiny: runs/quality-tiny).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Report folder (default docs/quality, tiny: WORK/report).")
+@click.option("--steps", type=POSITIVE_INT, default=None, help="G_M steps per variant (default 600).")
+@click.option("--refine-steps", type=POSITIVE_INT, default=None, help="G_R steps (default 1000).")
+@click.option("--max-videos", type=POSITIVE_INT, default=None, help="Held-out videos evaluated (default 96).")
+@click.option("--frames", type=click.IntRange(2, 1000), default=None, help="Predicted frames per video (default 32).")
+@click.option("--adversarial/--no-adversarial", default=None,
+              help="Train with the GAN terms and critics (Eq. 12, 17, 18); default off (CPU budget).")
+@click.option("--tiny", is_flag=True, help="A seconds-long run at 16x16 (checks the machinery, not the models).")
+def bench_quality_cmd(penn_labels, work, out, steps, refine_steps, max_videos, frames, adversarial, tiny) -> None:
+    """Table 8's ablation: G_M residual none / difference / mask / mask + dense, + G_R, copy and Farnebäck baselines,
+    on held-out puppets driven by Penn Action motions -> OUT/quality.{json,md} and plots."""
+    from structvid.quality_bench import QualityOptions, command_line, run_quality_bench, summary_line, write_quality_report
+
+    given = {k: v for k, v in dict(penn_labels=str(penn_labels), steps=steps, refine_steps=refine_steps,
+                                   max_videos=max_videos, frames=frames, adversarial=adversarial).items() if v is not None}
+    given["work"] = str(work or ("runs/quality-tiny" if tiny else "runs/quality"))
+    given["out"] = str(out or (Path(given["work"]) / "report" if tiny else "docs/quality"))
+    opts = QualityOptions.tiny(**given) if tiny else QualityOptions(**given)
+    result = run_quality_bench(opts, command_line(), say=lambda line: click.echo(line, err=True))
+    paths = write_quality_report(result, opts.out)
+    click.echo(f"report: {paths['md']}", err=True)
+    click.echo(json.dumps(summary_line(result)))
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="structvid", standalone_mode=False)
