@@ -648,6 +648,23 @@ def bench_puppet_cmd(frames, size) -> None:
     print_report(bench_render(num_frames=frames, size=size))
 
 
+def _given_command() -> str:
+    """The running command with the options given on its command line (for reports)."""
+    import shlex
+
+    ctx = click.get_current_context()
+    words = [ctx.command_path]
+    for p in ctx.command.params:
+        if ctx.get_parameter_source(p.name) is not click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[p.name]
+        if isinstance(p, click.Option) and (p.is_flag or p.secondary_opts):
+            words.append(p.opts[0] if value else (p.secondary_opts or p.opts)[0])
+        else:
+            words += [p.opts[0], shlex.quote(str(value))]
+    return " ".join(words)
+
+
 @bench.command("quality")
 @click.option("--penn-labels", type=click.Path(path_type=Path), default=Path("../shared/data/penn_action"),
               show_default=True, help="Penn Action root (or its labels/ folder): the motions the puppets follow.")
@@ -665,14 +682,14 @@ def bench_puppet_cmd(frames, size) -> None:
 def bench_quality_cmd(penn_labels, work, out, steps, refine_steps, max_videos, frames, adversarial, tiny) -> None:
     """Table 8's ablation: G_M residual none / difference / mask / mask + dense, + G_R, copy and Farnebäck baselines,
     on held-out puppets driven by Penn Action motions -> OUT/quality.{json,md} and plots."""
-    from structvid.quality_bench import QualityOptions, command_line, run_quality_bench, summary_line, write_quality_report
+    from structvid.quality_bench import QualityOptions, run_quality_bench, summary_line, write_quality_report
 
     given = {k: v for k, v in dict(penn_labels=str(penn_labels), steps=steps, refine_steps=refine_steps,
                                    max_videos=max_videos, frames=frames, adversarial=adversarial).items() if v is not None}
     given["work"] = str(work or ("runs/quality-tiny" if tiny else "runs/quality"))
     given["out"] = str(out or (Path(given["work"]) / "report" if tiny else "docs/quality"))
     opts = QualityOptions.tiny(**given) if tiny else QualityOptions(**given)
-    result = run_quality_bench(opts, command_line(), say=lambda line: click.echo(line, err=True))
+    result = run_quality_bench(opts, _given_command(), say=lambda line: click.echo(line, err=True))
     paths = write_quality_report(result, opts.out)
     click.echo(f"report: {paths['md']}", err=True)
     click.echo(json.dumps(summary_line(result)))

@@ -42,9 +42,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -539,10 +537,6 @@ def summary_line(result: Mapping[str, Any]) -> dict[str, Any]:
     """The one JSON line the command prints: each method's four means, and the wall time."""
     return {"benchmark": "quality", **{k: {m: round(r[m], 6) for m in METRICS} for k, r in result["methods"].items()},
             "seconds": result["seconds"]["total"]}
-
-
-def command_line(argv: Sequence[str] | None = None) -> str:
-    return "structvid " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
 
 
 __all__ = ["BASELINES", "GM_VARIANTS", "QualityOptions", "copy_last", "evaluate_methods", "farneback_extrapolate",
