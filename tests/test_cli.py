@@ -191,8 +191,9 @@ def test_generate_refuses_nan_weights_naming_the_tensor(tmp_path, capsys):
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
-    for name in ("generator.json", "generator.safetensors", "config.yaml"):
-        shutil.copy(DEMO_DIR / name, ckpt / name)
+    for suffix in (".json", ".safetensors"):  # the bundled G_M, as a training checkpoint names it
+        shutil.copy(DEMO_DIR / f"forecaster{suffix}", ckpt / f"generator{suffix}")
+    shutil.copy(DEMO_DIR / "config.yaml", ckpt / "config.yaml")
     state = load_file(str(ckpt / "generator.safetensors"))
     name = sorted(k for k, v in state.items() if v.is_floating_point() and v.numel() > 100)[-1]
     state[name].view(-1)[::2] = float("nan")

@@ -336,7 +336,7 @@ def test_bundled_demo_forecaster_output_unchanged():
     # did when it was trained (values from the code before skip_content existed, identical bit for bit then).
     from structvid.cli import DEMO_DIR
 
-    model = load_pretrained(DEMO_DIR, "generator").eval()
+    model = load_pretrained(DEMO_DIR, "forecaster").eval()
     assert model.config.skip_content == "image"
     g = torch.Generator().manual_seed(0)
     r, j = model.config.resolution, model.config.motion_channels
