@@ -88,6 +88,12 @@ def test_coarse_cache_is_reused_and_rebuilt_when_gm_or_data_change(tmp_path, ref
     assert sorted(p.stem for p in folder.glob("*.npz")) == sorted(sampler.names)
     # a second build makes nothing: every coarse video is found
     assert CoarseVideos(sampler, folder).missing() == []
+    # the same G_M under other file names (a training run's generator.* exported as forecaster.*) -> same key
+    renamed = tmp_path / "renamed"
+    renamed.mkdir()
+    for f in files:
+        renamed.joinpath("forecaster" + f.suffix).write_bytes(f.read_bytes())
+    assert cache_key([renamed / "forecaster.safetensors", renamed / "forecaster.json"], data_fingerprint(sampler)) == key
     # another G_M (different weights) -> another key
     other = tmp_path / "gm2"
     other.mkdir()

@@ -55,10 +55,10 @@ def data_fingerprint(sampler: ClipSampler) -> dict:
 
 
 def cache_key(model_files: list[Path], fingerprint: dict) -> str:
-    """sha256 over the G_M files' bytes and the data fingerprint (first 16 hex digits)."""
+    """sha256 over the G_M files' bytes (not their names: a renamed copy is the same G_M) and the data
+    fingerprint (first 16 hex digits)."""
     h = hashlib.sha256()
     for path in model_files:
-        h.update(path.name.encode())
         h.update(path.read_bytes())
     h.update(json.dumps(fingerprint, sort_keys=True).encode())
     return h.hexdigest()[:16]
