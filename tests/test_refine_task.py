@@ -225,3 +225,25 @@ def test_a_stage_two_run_loads_as_a_pipeline_with_its_gm(tmp_path, refine_config
     for a, b in zip(pipe.forecaster.state_dict().values(), gm.forecaster.state_dict().values()):
         assert torch.equal(a, b)  # the G_M its config.yaml names
     assert ImageToVideoPipeline.from_pretrained(tmp_path / "run", device="cpu", refine=False).refiner is None
+
+
+def test_stage_two_trains_on_another_generators_videos(tmp_path, refine_config, puppet_root):
+    """§7.4: G_R learns to refine a folder of NNNN.mp4 made by any method (here: blurred real videos)."""
+    import cv2
+
+    from structvid.data.refine_clips import VideoFolderCoarse
+    from structvid.io.video import write_video
+
+    cfg = refine_config("data.forecaster=", f"data.coarse_videos={tmp_path / 'other'}")
+    sampler = ClipSampler(cfg.data)
+    for name in sampler.names:
+        frames = sampler.video(name).frames
+        write_video(tmp_path / "other" / f"{name}.mp4", np.stack([cv2.GaussianBlur(f, (5, 5), 2) for f in frames]), 10)
+    coarse = VideoFolderCoarse(sampler, tmp_path / "other")
+    got = coarse.video(sampler.names[0])
+    assert got.shape == sampler.video(sampler.names[0]).frames.shape
+    result = train_refiner(cfg, tmp_path / "run", progress=False)
+    assert result.step == 4 and "coarse_videos" in (tmp_path / "run" / "data.json").read_text()
+    (tmp_path / "other" / f"{sampler.names[0]}.mp4").unlink()
+    with pytest.raises(UserError, match="no coarse video"):
+        train_refiner(cfg, tmp_path / "run2", progress=False)
