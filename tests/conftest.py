@@ -42,3 +42,49 @@ def tiny_config(puppet_root):
         return load_config(ExperimentConfig, None, [f"data.root={puppet_root}", *TINY, *overrides])
 
     return make
+
+
+def _ddp_worker(rank, world, port, train, cfg, run_dir, out_dir):
+    """One rank of a local gloo run of `structvid.training.tasks.<train>`; saves its modules' parameters."""
+    import os
+
+    import torch
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    from structvid.training import tasks
+
+    captured = {}
+    real_loop = tasks.run_loop
+
+    def spy(task, *a, **k):
+        captured["modules"] = task.modules
+        return real_loop(task, *a, **k)
+
+    tasks.run_loop = spy
+    getattr(tasks, train)(cfg, run_dir, progress=False)
+    # Parameters only: BN running statistics are broadcast from rank 0 at each forward, so rank 1's buffers
+    # legitimately hold its own last batch's statistics.
+    params = {n: {k: v.detach().clone() for k, v in m.named_parameters()} for n, m in captured["modules"].items()}
+    torch.save(params, os.path.join(out_dir, f"rank{rank}.pt"))
+
+
+@pytest.fixture()
+def run_ddp(tmp_path):
+    """run_ddp("train_refiner", cfg) trains with 2 gloo processes into tmp_path/run -> (rank 0's, rank 1's
+    parameters per module)."""
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    def run(train: str, cfg, world: int = 2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        mp.spawn(_ddp_worker, args=(world, port, train, cfg, str(tmp_path / "run"), str(tmp_path)), nprocs=world,
+                 join=True)
+        return tuple(torch.load(tmp_path / f"rank{r}.pt") for r in range(world))
+
+    return run

@@ -5,7 +5,6 @@ import os
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from structvid.config import DataConfig, RefineExperimentConfig, load_config
@@ -173,38 +172,10 @@ def test_clip_longer_than_every_video_is_one_clear_error(tmp_path, refine_config
         train_refiner(cfg, tmp_path / "run", progress=False)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank, world, port, cfg, run_dir, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    from structvid.training import tasks
-
-    captured = {}
-    real_loop = tasks.run_loop
-
-    def spy(task, *a, **k):
-        captured["modules"] = task.modules
-        return real_loop(task, *a, **k)
-
-    tasks.run_loop = spy
-    tasks.train_refiner(cfg, run_dir, progress=False)
-    params = {n: {k: v.detach().clone() for k, v in m.named_parameters()} for n, m in captured["modules"].items()}
-    torch.save(params, os.path.join(out_dir, f"rank{rank}.pt"))
-
-
-def test_ddp_alternating_critics_and_refiner_step(tmp_path, refine_config):
+def test_ddp_alternating_critics_and_refiner_step(tmp_path, refine_config, run_ddp):
     cfg = refine_config("train.steps=1", "train.checkpoint_every=1")
     # rank 0 builds the coarse cache before the others read it (barrier)
-    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    r0, r1 = run_ddp("train_refiner", cfg)
     for net in r0:
         for k in r0[net]:
             assert torch.equal(r0[net][k], r1[net][k]), f"{net}.{k} differs between ranks"

@@ -1,9 +1,6 @@
-import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from structvid.training.checkpoint import latest_checkpoint, save_checkpoint
@@ -60,37 +57,9 @@ def test_interrupted_checkpoint_is_not_picked(tmp_path, tiny_config, monkeypatch
     assert not (tmp_path / "run" / "checkpoints" / "step_00000003").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _ddp_worker(rank, world, port, cfg, run_dir, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    from structvid.training import tasks
-
-    captured = {}
-    real_loop = tasks.run_loop
-
-    def spy(task, *a, **k):
-        captured["modules"] = task.modules
-        return real_loop(task, *a, **k)
-
-    tasks.run_loop = spy
-    tasks.train_forecaster(cfg, run_dir, progress=False)
-    # Parameters only: BN running statistics are broadcast from rank 0 at each forward, so rank 1's buffers
-    # legitimately hold its own last batch's statistics.
-    params = {n: dict(m.named_parameters()) for n, m in captured["modules"].items()}
-    torch.save({n: {k: v.detach() for k, v in p.items()} for n, p in params.items()}, os.path.join(out_dir, f"rank{rank}.pt"))
-
-
-def test_ddp_two_gloo_processes_keep_identical_parameters(tmp_path, tiny_config):
+def test_ddp_two_gloo_processes_keep_identical_parameters(tmp_path, tiny_config, run_ddp):
     cfg = tiny_config("train.steps=3", "train.checkpoint_every=3")
-    mp.spawn(_ddp_worker, args=(2, _free_port(), cfg, str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    r0, r1 = run_ddp("train_forecaster", cfg)
     _assert_same(r0, r1)
     # rank 0 alone wrote the run folder, and training moved the weights away from their initial values
     assert latest_checkpoint(tmp_path / "run").name == "step_00000003"
