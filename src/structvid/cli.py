@@ -42,8 +42,8 @@ class Resolution(click.ParamType):
 
 
 POSITIVE_INT = click.IntRange(min=1)
-PRECISION_HELP = ("G_M / G_R forward passes: auto = bf16 on CPUs with native bf16 (AVX512_BF16 or AMX; it changes "
-                  "the demo's frames by < 0.01 dB PSNR), fp32 elsewhere.")
+PRECISION_HELP = ("G_M / G_R forward passes: auto = bf16 on CPUs with native bf16 (AVX512_BF16 or AMX; it costs "
+                  "the demo G_M 0.001 dB PSNR), fp32 elsewhere.")
 FPS = FiniteFloat(min=0.1, max=1000.0)  # far below, a GIF's frame delay (16 bits of 10 ms) overflows
 PUPPET_SIZE = click.IntRange(16, 1024)  # data/puppet.py MIN_SIZE, MAX_SIZE
 
