@@ -49,3 +49,18 @@ def test_bench_refine_cli_prints_one_json_line(capsys):
     assert report["bench"] == "refine" and report["batch"] == 1 and report["train_clips_per_s"] > 0
     assert main(args[:5] + ["--clip-length", "3"]) == 2
     assert "--clip-length" in capsys.readouterr().err
+
+
+def test_two_stages_on_a_run_without_example_or_refiner(tmp_path):
+    import torch
+
+    from structvid.config import ForecasterConfig
+    from structvid.models.forecaster import Forecaster
+    from structvid.models.saving import save_pretrained
+
+    torch.manual_seed(0)
+    save_pretrained(Forecaster(ForecasterConfig(resolution=32, base_width=4, max_width=16, dense_growth=4)),
+                    tmp_path, "generator")
+    r = bench.bench_two_stages(tmp_path, 5, torch.device("cpu"), "fp32", reps=1)
+    assert r["e2e_frames"] == 5 and r["e2e_s"] > 0 and r["e2e_refiner"].startswith("random init")
+    assert "e2e_psnr_vs_fp32_db" not in r

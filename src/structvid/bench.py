@@ -261,17 +261,17 @@ def bench_two_stages(pipeline: Path, frames: int, device: torch.device, precisio
     from structvid.metrics.pixel import psnr
     from structvid.pipelines.image_to_video import ImageToVideoPipeline
 
-    def load(prec: str) -> ImageToVideoPipeline:
+    def load(prec: str) -> tuple[ImageToVideoPipeline, bool]:
         pipe = ImageToVideoPipeline.from_pretrained(pipeline, device=str(device), precision=prec)
-        if pipe.refiner is None:  # the same random G_R in every precision (seeded)
+        random_gr = pipe.refiner is None
+        if random_gr:  # the same random G_R in every precision (seeded)
             fc = pipe.forecaster.config
             torch.manual_seed(0)
             pipe.attach_refiner(Refiner(RefinerConfig(resolution=fc.resolution, clip_length=16, base_width=16,
                                                       max_width=128, motion_channels=fc.motion_channels)))
-        return pipe
+        return pipe, random_gr
 
-    pipe = load(precision)
-    random_gr = not (Path(pipeline) / "refiner.safetensors").is_file() and pipe.refiner is not None
+    pipe, random_gr = load(precision)
     example = Path(pipeline) / "example"
     j = pipe.structure.channels
     if (example / "image.png").is_file() and (example / "poses.json").is_file():
@@ -298,7 +298,7 @@ def bench_two_stages(pipeline: Path, frames: int, device: torch.device, precisio
         "e2e_frames_per_s": round(frames / best, 1),
     }
     if precision != "fp32":  # the quality cost of the precision: its frames against fp32's
-        reference = load("fp32")(image, poses).frames
+        reference = load("fp32")[0](image, poses).frames
         fields["e2e_psnr_vs_fp32_db"] = round(float(psnr(out.frames, reference).mean()), 2)
     return fields
 
