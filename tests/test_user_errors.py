@@ -137,7 +137,8 @@ def hostile(tmp_path_factory):
     (d / "folder").mkdir()
     for name, text in [("ck_invalid", "data: [1\n"), ("ck_list", "- 1\n"), ("ck_sigma", "data: {sigma: -1}\n"),
                        ("ck_margin", "data: {crop_margin: .nan}\n"), ("ck_deep", "[" * 100_000 + "]" * 100_000)]:
-        shutil.copytree(DEMO_DIR, d / name, ignore=shutil.ignore_patterns("example", "*.md"))
+        # a checkpoint folder (no pipeline.json): its run settings come from config.yaml
+        shutil.copytree(DEMO_DIR, d / name, ignore=shutil.ignore_patterns("example", "*.md", "pipeline.json"))
         (d / name / "config.yaml").write_text(text)
     return d
 
