@@ -154,3 +154,18 @@ def test_generate_refines_by_default_and_no_refine_skips_it(tmp_path, runs):
     assert main(args + ["--out", str(tmp_path / "b.mp4"), "--no-refine"]) == 0
     a, b = read_video(tmp_path / "a_panel.mp4")[0], read_video(tmp_path / "b_panel.mp4")[0]
     assert a.shape[2] > b.shape[2]  # coarse | refined columns instead of one output column
+
+
+def test_bundled_demo_is_a_two_stage_pipeline():
+    from structvid.cli import DEMO_DIR
+    from structvid.io.images import load_image
+    from structvid.io.poses import load_poses
+
+    pipe = ImageToVideoPipeline.from_pretrained(DEMO_DIR, device="cpu", precision="fp32")
+    assert pipe.refiner is not None and pipe.pose_model is not None and pipe.window_overlap == 4
+    img = load_image(DEMO_DIR / "example" / "image.png")
+    joints = load_poses(DEMO_DIR / "example" / "poses.json", num_joints=13, image_size=img.shape[:2])[:20]
+    out = pipe(img, joints)
+    assert out.frames.shape == out.coarse.shape == (20, 64, 64, 3)
+    diff = np.abs(out.frames.astype(int) - out.coarse.astype(int))
+    assert 0 < diff.mean() < 8  # G_R touches the frames, in the residual form of Eq. 15 (mostly keeps Ṽ)
