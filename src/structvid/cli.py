@@ -669,7 +669,8 @@ def _given_command() -> str:
 @click.option("--penn-labels", type=click.Path(path_type=Path), default=Path("../shared/data/penn_action"),
               show_default=True, help="Penn Action root (or its labels/ folder): the motions the puppets follow.")
 @click.option("--work", type=click.Path(path_type=Path), default=None,
-              help="Renders, runs and caches; a run already there is resumed (default runs/quality, tiny: runs/quality-tiny).")
+              help="Renders, runs and caches; a run already there is resumed (default runs/quality; tiny: "
+                   "runs/quality-tiny).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Report folder (default docs/quality, tiny: WORK/report).")
 @click.option("--steps", type=POSITIVE_INT, default=None, help="G_M steps per variant (default 600).")
@@ -684,8 +685,9 @@ def bench_quality_cmd(penn_labels, work, out, steps, refine_steps, max_videos, f
     on held-out puppets driven by Penn Action motions -> OUT/quality.{json,md} and plots."""
     from structvid.quality_bench import QualityOptions, run_quality_bench, summary_line, write_quality_report
 
-    given = {k: v for k, v in dict(penn_labels=str(penn_labels), steps=steps, refine_steps=refine_steps,
-                                   max_videos=max_videos, frames=frames, adversarial=adversarial).items() if v is not None}
+    given = dict(penn_labels=str(penn_labels), steps=steps, refine_steps=refine_steps, max_videos=max_videos,
+                 frames=frames, adversarial=adversarial)
+    given = {k: v for k, v in given.items() if v is not None}
     given["work"] = str(work or ("runs/quality-tiny" if tiny else "runs/quality"))
     given["out"] = str(out or (Path(given["work"]) / "report" if tiny else "docs/quality"))
     opts = QualityOptions.tiny(**given) if tiny else QualityOptions(**given)

@@ -28,10 +28,16 @@ every pixel keeps its velocity, renders frame 1 + n as frame1(x + n·b(x)) with 
 (bilinear, border replicated). Only Farnebäck uses frame 0. Scores (`structvid.metrics.pixel`, [0, 1] images):
 MSE, PSNR (capped at 100 dB), SSIM per predicted frame, and the temporal error
 
-    E_temp = mean over t of ‖(V̄_{t+1} − V̄_t) − (V_{t+1} − V_t)‖₁ / (H·W·3),   t over consecutive predicted frames,
+    E_temp = mean over t of ‖(V̄_{t+1} − V̄_t) − (V_{t+1} − V_t)‖₁ / (H·W·3),  t, t + 1 both predicted frames,
 
 which is 0 when the generated video changes exactly as the real one does, whatever its per-frame error, and
 for a static prediction (copy) equals the mean absolute change of the real video.
+
+Training uses the project's tasks (`train_forecaster`, `train_refiner`) with the presets `configs/puppet-64.yaml` and
+`configs/demo-refine-64.yaml` plus overrides (`gm_overrides`, `gr_overrides`): reduced widths, `steps` each, lr 3e-4,
+and by default only the reconstruction and mask terms (Eq. 9-11, Eq. 16): the adversarial terms and their critics
+(Eq. 12-14, 17-20) cost 1.65x per G_M step and 10x per G_R step on the CPU (`adversarial=True` adds them). Renders
+in `work` are reused and a run already there is resumed (exactly, `training/loop.py`).
 
 The report (`write_quality_report`): quality.json, quality.md (table, ordering checks against Table 8, the
 command), psnr_per_frame.png and temporal_error.png.
@@ -474,8 +480,8 @@ def _markdown(result: Mapping[str, Any]) -> str:
                      f"{'' if secs is None else f'{secs:.0f}'} |")
     lines += ["", "Means over videos of each video's mean over its predicted frames; temporal error: mean "
               "|(V̄_{t+1} − V̄_t) − (V_{t+1} − V_t)| on [0, 1] images over the consecutive predicted frames.", "",
-              "Orderings Table 8 and §7.2–7.3 imply, worse → better: \"holds\" when the better method's mean is better; in "
-              "brackets the difference of the means and the share of videos on which the better method scores "
+              "Orderings Table 8 and §7.2–7.3 imply, worse → better: \"holds\" when the better method's mean is "
+              "better; in brackets the difference of the means and the share of videos on which the better method scores "
               "better.", "",
               "| worse → better | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
     for worse, better in PAPER_ORDER:
@@ -540,5 +546,5 @@ def summary_line(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["BASELINES", "GM_VARIANTS", "QualityOptions", "copy_last", "evaluate_methods", "farneback_extrapolate",
-           "gm_overrides", "gr_overrides", "held_out_videos", "make_data", "network_predictor", "ordering_checks", "run_quality_bench", "score_clip", "summary_line",
-           "temporal_error", "write_quality_report"]
+           "gm_overrides", "gr_overrides", "held_out_videos", "make_data", "network_predictor", "ordering_checks",
+           "run_quality_bench", "score_clip", "summary_line", "temporal_error", "write_quality_report"]
