@@ -70,20 +70,29 @@ def _ddp_worker(rank, world, port, train, cfg, run_dir, out_dir):
     torch.save(params, os.path.join(out_dir, f"rank{rank}.pt"))
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 for a local gloo rendezvous."""
+    return _free_port()
+
+
 @pytest.fixture()
 def run_ddp(tmp_path):
     """run_ddp("train_refiner", cfg) trains with 2 gloo processes into tmp_path/run -> (rank 0's, rank 1's
     parameters per module)."""
-    import socket
-
     import torch
     import torch.multiprocessing as mp
 
     def run(train: str, cfg, world: int = 2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        mp.spawn(_ddp_worker, args=(world, port, train, cfg, str(tmp_path / "run"), str(tmp_path)), nprocs=world,
+        mp.spawn(_ddp_worker, args=(world, _free_port(), train, cfg, str(tmp_path / "run"), str(tmp_path)), nprocs=world,
                  join=True)
         return tuple(torch.load(tmp_path / f"rank{r}.pt") for r in range(world))
 

@@ -259,11 +259,9 @@ def _ddp_refused(rank, world, port, cfg, run_dir, out_dir):
             f.write(str(e))
 
 
-def test_ddp_every_rank_stops_when_rank_0_is_refused(run2, tiny_config, tmp_path):
-    from tests.test_training import _free_port
-
+def test_ddp_every_rank_stops_when_rank_0_is_refused(run2, tiny_config, tmp_path, free_port):
     before = snapshot(run2)
-    mp.spawn(_ddp_refused, args=(2, _free_port(), tiny_config(), str(run2), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_refused, args=(2, free_port, tiny_config(), str(run2), str(tmp_path)), nprocs=2, join=True)
     assert "already holds a run" in (tmp_path / "rank0.txt").read_text()
     assert "rank 0 could not start" in (tmp_path / "rank1.txt").read_text()
     assert snapshot(run2) == before
