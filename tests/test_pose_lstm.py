@@ -469,3 +469,32 @@ def test_demo_forecast_stays_a_body() -> None:
         return p[..., :2].max(-2) - p[..., :2].min(-2)  # (T, 2) box width, height
 
     assert (extent(forecast) >= 0.5 * extent(observed).min(0)).all(), extent(forecast).round(1)
+
+
+def test_balance_actions_draws_every_action_equally_often() -> None:
+    """data.balance_actions: a rare action (1 short sequence) is drawn as often as a common one (5 long ones)."""
+    from structvid.training.tasks import PoseBatches, action_weights
+
+    rng = np.random.default_rng(0)
+    seqs = [make_seq(f"g{i}", 80, rng, "golf_swing", 0.0) for i in range(5)] + [make_seq("j0", 44, rng, "jump_rope", 0.0)]
+
+    class Labels:  # the part of PennActionDataset action_weights reads
+        def label(self, name):
+            return next(s for s in seqs if s.name == name)
+
+    windows = PoseWindows(seqs, observed=10, horizon=32, stride=1)
+    w = action_weights(Labels(), windows)
+    rope = np.array([n == "j0" for n in windows.window_names()])
+    assert rope.sum() == 3 and (~rope).sum() == 5 * 39
+    assert w[rope].sum() == pytest.approx(w[~rope].sum())  # each action carries the same total weight
+
+    # drawn batches: jump rope's share of the windows goes from its ~1.5% of the windows to about half
+    balanced = PoseBatches(windows, 2000, seed=0, mirror=False, weights=w)
+    uniform = PoseBatches(windows, 2000, seed=0, mirror=False)
+    rope_first = [windows[i]["observed"][0] for i, n in enumerate(windows.window_names()) if n == "j0"]
+
+    def rope_share(batches) -> float:
+        obs = batches[0]["observed"][:, 0]  # (N, J, 2) first observed pose of each drawn window
+        return float(sum(any(torch.equal(o, r) for r in rope_first) for o in obs)) / len(obs)
+
+    assert rope_share(uniform) < 0.05 and 0.4 < rope_share(balanced) < 0.6

@@ -423,6 +423,9 @@ class PoseDataConfig:
     # actions whose sequences (all of them in `split`) are added to the training windows only; validation
     # stays on the held-out sequences of `actions` ([all]: every action not in `actions`)
     extra_train_actions: list[str] = field(default_factory=list)
+    # draw training windows with every action equally likely (each window weighted 1 / its action's window count)
+    # instead of uniformly: the short, rare actions (jump rope, jumping jacks) are otherwise a few % of the batches
+    balance_actions: bool = False
 
 
 @dataclass

@@ -271,6 +271,10 @@ class PoseWindows(Dataset):
     def __len__(self) -> int:
         return len(self._index)
 
+    def window_names(self) -> list[str]:
+        """The sequence name of every window, in window order."""
+        return [self.names[i] for i, _ in self._index]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.window(index)
 

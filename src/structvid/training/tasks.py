@@ -167,11 +167,15 @@ class PoseBatches(torch.utils.data.Dataset):
     """Item i = the i-th batch of windows this rank draws (pure function of seed, i, rank)."""
 
     def __init__(self, windows: PoseWindows, batch_size: int, seed: int, rank: int = 0, world: int = 1,
-                 mirror: bool = True, speed: tuple[float, float] = (1.0, 1.0)) -> None:
+                 mirror: bool = True, speed: tuple[float, float] = (1.0, 1.0),
+                 weights: np.ndarray | None = None) -> None:
         if batch_size % world:
             raise UserError(f"train.batch_size ({batch_size}) must be divisible by the number of processes ({world})")
         self.windows, self.per_rank, self.seed, self.rank = windows, batch_size // world, seed, rank
         self.indices = np.arange(len(windows))[rank::world]
+        # sampling probability of each of this rank's windows (None: uniform)
+        self.p = None if weights is None else np.asarray(weights, np.float64)[rank::world] / np.sum(
+            np.asarray(weights, np.float64)[rank::world])
         self.mirror, self.speed = mirror, (float(speed[0]), float(speed[1]))
 
     def __len__(self) -> int:
@@ -179,7 +183,7 @@ class PoseBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index, self.rank])
-        chosen = rng.choice(self.indices, self.per_rank)
+        chosen = rng.choice(self.indices, self.per_rank, p=self.p)
         if self.speed == (1.0, 1.0):
             items = [self.windows[int(i)] for i in chosen]
         else:  # log-uniform, so that 0.8x and 1.25x are equally likely
@@ -189,6 +193,15 @@ class PoseBatches(torch.utils.data.Dataset):
         if self.mirror:
             batch = mirror_poses(batch, torch.from_numpy(rng.random(self.per_rank) < 0.5))
         return batch
+
+
+def action_weights(ds: PennActionDataset, windows: PoseWindows) -> np.ndarray:
+    """(len(windows),) weights 1 / (windows of the same action): every action is drawn equally often."""
+    actions = [ds.label(name).action for name in windows.window_names()]
+    counts: dict[str, int] = {}
+    for a in actions:
+        counts[a] = counts.get(a, 0) + 1
+    return np.array([1.0 / counts[a] for a in actions])
 
 
 def pose_sequences(cfg: PoseExperimentConfig) -> tuple[PennActionDataset, list[str], list[str]]:
@@ -244,7 +257,7 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
                                                    weight_decay=cfg.train.weight_decay)},
         loss=PoseLoss(wrap(model, info, device), m.horizon, cfg.train.loss, cfg.train.step_weights == "relative"),
         dataset=PoseBatches(windows, cfg.train.batch_size, cfg.train.seed, info.rank, info.world, cfg.data.mirror,
-                            cfg.data.speed),
+                            cfg.data.speed, weights=action_weights(ds, windows) if cfg.data.balance_actions else None),
         to_device=batch_to_device,
         validate=validate,
         summary={
