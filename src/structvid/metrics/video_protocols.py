@@ -53,6 +53,7 @@ from structvid.data.clips import ClipSampler
 from structvid.data.skeleton import PAPER_ACTIONS
 from structvid.errors import UserError
 from structvid.models.pose_lstm import forecast_poses
+from structvid.models.saving import run_config_file
 from structvid.io.files import atomic_path, atomic_write_text
 from structvid.metrics import registry
 from structvid.structure.base import Structure
@@ -145,10 +146,8 @@ def training_data(pipe: Any) -> tuple[DataConfig | None, Path | None]:
     source = getattr(pipe, "source", None)
     if source is None:
         return None, None
-    for path in (Path(source) / "config.yaml", Path(source).parent.parent / "config.yaml"):
-        if path.is_file():
-            return load_section(DataConfig, path, "data"), path
-    return None, None
+    path = run_config_file(source)
+    return (None, None) if path is None else (load_section(DataConfig, path, "data"), path)
 
 
 def penn_selection(pipe: Any, root: str | Path, part: str = "eval", training: DataConfig | None = None,

@@ -201,3 +201,21 @@ def find_module(directory: str | Path, names: tuple[str, ...]) -> str | None:
         if (directory / f"{name}.safetensors").is_file() and (directory / f"{name}.json").is_file():
             return name
     return None
+
+
+def find_forecaster(directory: str | Path) -> str:
+    """G_M's file stem in a checkpoint or pipeline folder (FORECASTER_NAMES); UserError when there is none."""
+    name = find_module(directory, FORECASTER_NAMES)
+    if name is None:
+        raise UserError("no G_M in this folder (forecaster.safetensors or generator.safetensors)", directory)
+    return name
+
+
+def run_config_file(ckpt: str | Path, run: str | Path | None = None) -> Path | None:
+    """The config.yaml a checkpoint was trained with: the checkpoint folder's own, its run folder's
+    (RUN/checkpoints/step_N -> RUN), else `run`'s (the folder the user named); None when there is none."""
+    ckpt = Path(ckpt)
+    candidates = [ckpt / "config.yaml", ckpt.parent.parent / "config.yaml"]
+    if run is not None:
+        candidates.append(Path(run) / "config.yaml")
+    return next((c for c in candidates if c.is_file()), None)

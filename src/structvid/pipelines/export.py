@@ -17,13 +17,8 @@ from pathlib import Path
 from structvid.config import DataConfig, RefineDataConfig, load_section
 from structvid.errors import UserError
 from structvid.io.files import atomic_dir, output_errors
-from structvid.models.saving import FORECASTER_NAMES, find_checkpoint, find_module, load_pretrained
+from structvid.models.saving import find_checkpoint, find_forecaster, find_module, load_pretrained, run_config_file
 from structvid.pipelines.image_to_video import MANIFEST, PipelineManifest
-
-
-def _run_config(ckpt: Path, run: Path) -> Path | None:
-    return next((c for c in (ckpt / "config.yaml", ckpt.parent.parent / "config.yaml", run / "config.yaml")
-                 if c.is_file()), None)
 
 
 def export_pipeline(out: str | Path, forecast: str | Path, refine: str | Path | None = None,
@@ -40,11 +35,9 @@ def export_pipeline(out: str | Path, forecast: str | Path, refine: str | Path | 
         structure, margin, config = m.structure, m.crop_margin, forecast / "config.yaml"
     else:
         ckpt = find_checkpoint(forecast)
-        name = find_module(ckpt, FORECASTER_NAMES)
-        if name is None:
-            raise UserError("no G_M in this run (forecaster.safetensors or generator.safetensors)", ckpt)
+        name = find_forecaster(ckpt)
         sources["forecaster"] = (ckpt, name)
-        config = _run_config(ckpt, forecast)
+        config = run_config_file(ckpt, forecast)
         data = DataConfig() if config is None else load_section(DataConfig, config, "data")
         structure = {"kind": "joints", "num_joints": load_pretrained(ckpt, name).config.motion_channels,
                      "sigma": data.sigma}
@@ -54,7 +47,7 @@ def export_pipeline(out: str | Path, forecast: str | Path, refine: str | Path | 
         if find_module(ckpt, ("refiner",)) is None:
             raise UserError("no G_R (refiner.safetensors) in this run", ckpt)
         sources["refiner"] = (ckpt, "refiner")
-        rcfg = _run_config(ckpt, Path(refine))
+        rcfg = run_config_file(ckpt, Path(refine))
         if rcfg is not None:  # the G_R run names the G_M it was trained on: say so when it is another
             gm = load_section(RefineDataConfig, rcfg, "data").forecaster
             if gm and Path(gm).exists():

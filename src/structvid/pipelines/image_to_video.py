@@ -40,7 +40,7 @@ from structvid.io.images import to_tensor, to_uint8
 from structvid.models.forecaster import Forecaster
 from structvid.models.pose_lstm import PoseLSTM, forecast_poses, pose_lstm_predictor
 from structvid.models.refiner import Refiner
-from structvid.models.saving import FORECASTER_NAMES, find_checkpoint, find_module, load_pretrained
+from structvid.models.saving import find_checkpoint, find_forecaster, find_module, load_pretrained, run_config_file
 from structvid.pipelines.windows import check_overlap, refine_stream
 from structvid.structure.base import Structure
 from structvid.structure.heatmaps import JointHeatmaps
@@ -161,8 +161,7 @@ class ImageToVideoPipeline:
             return pipe
         ckpt = find_checkpoint(path)
         refiner_file = find_module(ckpt, ("refiner",))
-        config_yaml = next((c for c in (ckpt / "config.yaml", ckpt.parent.parent / "config.yaml", path / "config.yaml")
-                            if c.is_file()), None)
+        config_yaml = run_config_file(ckpt, path)
         if refiner_file is not None:  # a G_R run: its frozen G_M is the one it was trained on
             if config_yaml is None:
                 raise UserError("a G_R checkpoint without its run's config.yaml: cannot tell which G_M it refines",
@@ -178,9 +177,7 @@ class ImageToVideoPipeline:
                 pipe.attach_refiner(load_pretrained(ckpt, "refiner"))
             pipe.source = ckpt
             return pipe
-        name = find_module(ckpt, FORECASTER_NAMES)
-        if name is None:
-            raise UserError("no G_M in this folder (forecaster.safetensors or generator.safetensors)", ckpt)
+        name = find_forecaster(ckpt)
         data = DataConfig() if config_yaml is None else load_section(DataConfig, config_yaml, "data")
         forecaster = load_pretrained(ckpt, name)
         structure = JointHeatmaps(num_joints=forecaster.config.motion_channels, sigma=data.sigma)

@@ -24,7 +24,7 @@ from structvid.io.images import heatmap_to_rgb, make_grid, to_uint8
 from structvid.losses.forecast import ForecastLoss
 from structvid.models.critics import ImageCritic
 from structvid.models.forecaster import Forecaster
-from structvid.models.saving import load_pretrained
+from structvid.models.saving import find_forecaster, load_pretrained
 from structvid.devices import pick_device, resolve_precision
 from structvid.training.distributed import DistInfo, cleanup, init_distributed, wrap
 from structvid.training.loop import LoopResult, LoopSettings, Task, run_loop
@@ -280,11 +280,7 @@ def train_poses(cfg: PoseExperimentConfig, run_dir: str | Path, resume: bool = F
 
 def forecaster_files(ckpt: Path) -> tuple[str, list[Path]]:
     """The G_M module name in a checkpoint folder ("forecaster", or "generator" in training runs) and its files."""
-    from structvid.models.saving import FORECASTER_NAMES, find_module
-
-    name = find_module(ckpt, FORECASTER_NAMES)
-    if name is None:
-        raise UserError("no G_M (forecaster.safetensors or generator.safetensors) in this checkpoint", ckpt)
+    name = find_forecaster(ckpt)
     return name, [ckpt / f"{name}.safetensors", ckpt / f"{name}.json"]
 
 
