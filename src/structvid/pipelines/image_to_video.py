@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -200,21 +200,28 @@ class ImageToVideoPipeline:
         """Crop image and poses to the square around the person (as in training) at model resolution."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise UserError(f"image must be (H, W, 3) RGB, got shape {image.shape}")
-        poses = np.asarray(poses, dtype=np.float32)
-        j = self.structure.channels
-        if poses.ndim != 3 or poses.shape[1:] != (j, 3):
-            raise UserError(f"poses must be (T, {j}, 3) [x, y, visibility], got shape {poses.shape}")
+        poses = self._checked_poses(poses)
         ref = poses[0] if image_pose is None else np.asarray(image_pose, dtype=np.float32)
         all_joints = np.concatenate([ref[None], poses])  # (T + 1, J, 3)
-        if crop:
-            box = person_box(np.zeros((0, 4)), all_joints, self.crop_margin)
-        else:  # the whole image, padded to a square
-            h, w = image.shape[:2]
-            box = ((w - 1) / 2, (h - 1) / 2, float(max(h, w)))
+        box = self._box(all_joints, image.shape[:2], crop)
         frame = crop_frame(image, box, self.size)
         affine = crop_affine(box, self.size)
         mapped = apply_affine(all_joints, affine)
         return frame, mapped[0], mapped[1:], affine
+
+    def _checked_poses(self, poses: np.ndarray) -> np.ndarray:
+        poses = np.asarray(poses, dtype=np.float32)
+        j = self.structure.channels
+        if poses.ndim != 3 or poses.shape[1:] != (j, 3):
+            raise UserError(f"poses must be (T, {j}, 3) [x, y, visibility], got shape {poses.shape}")
+        return poses
+
+    def _box(self, joints: np.ndarray, image_hw: tuple[int, int], crop: bool) -> tuple[float, float, float]:
+        """The square the network sees: around the person in `joints` (as in training), or the whole image."""
+        if crop:
+            return person_box(np.zeros((0, 4)), joints, self.crop_margin)
+        h, w = image_hw  # the whole image, padded to a square
+        return (w - 1) / 2, (h - 1) / 2, float(max(h, w))
 
     def __call__(self, image: np.ndarray, poses: np.ndarray | None = None, image_pose: np.ndarray | None = None,
                  motion_maps: torch.Tensor | None = None, image_motion: torch.Tensor | None = None,
@@ -222,16 +229,7 @@ class ImageToVideoPipeline:
         """Generate one frame per pose (or per motion map when `motion_maps` (T, C, S, S) is given).
 
         The whole video in memory: for long videos iterate `stream` instead."""
-        chunks = list(self.stream(image, poses, image_pose, motion_maps, image_motion, crop))
-        first = chunks[0]
-
-        def cat(name: str) -> np.ndarray | None:
-            parts = [getattr(c, name) for c in chunks]
-            return None if parts[0] is None else np.concatenate(parts)
-
-        return VideoOutput(frames=cat("frames"), conditions=cat("conditions"), joints=cat("joints"),
-                           masks=cat("masks"), input_frame=first.input_frame, affine=first.affine,
-                           coarse=cat("coarse"), refine_masks=cat("refine_masks"))
+        return _concat(list(self.stream(image, poses, image_pose, motion_maps, image_motion, crop)))
 
     @torch.no_grad()
     def stream(self, image: np.ndarray, poses: np.ndarray | None = None, image_pose: np.ndarray | None = None,
@@ -240,9 +238,10 @@ class ImageToVideoPipeline:
         """The video of `__call__` as consecutive VideoOutputs of at most `chunk` frames (default `self.chunk`).
 
         Memory is flat in the number of frames: each chunk's motion maps are rendered from its poses, decoded
-        (Eq. 8, f_I and f_M(M_t) shared by all chunks), refined by `refiner` when attached (it sees one chunk:
-        the chunk is its window) and checked to be finite before it is yielded. All chunks share `input_frame`
-        and `affine`; their `joints`/`conditions`/`masks` cover their own frames.
+        (Eq. 8, f_I and f_M(M_t) shared by all chunks) and checked to be finite before it is yielded. With a
+        refiner attached, G_R refines the decoded frames in windows of its K (`_refined`), so the pieces then
+        follow the windows, not `chunk`. All pieces share `input_frame` and `affine`; their `joints`,
+        `conditions`, `masks` (and `coarse`, `refine_masks`) cover their own frames.
         """
         s = self.size
         chunk = self.chunk if chunk is None else chunk
@@ -316,26 +315,18 @@ class ImageToVideoPipeline:
         for refined, mask in refine_stream(feed(), self._refine_window, self.refiner.config.clip_length,
                                            self.window_overlap):
             self._check_finite(refined, done)
-            n = len(refined)
-            parts = []
-            while sum(len(p.frames) for p in parts) < n:  # the coarse frames these n refined frames came from
-                head = pending[0]
-                need = n - sum(len(p.frames) for p in parts)
-                if len(head.frames) <= need:
-                    parts.append(pending.popleft())
-                else:
-                    parts.append(_slice(head, 0, need))
-                    pending[0] = _slice(head, need, len(head.frames))
-
-            def cat(name: str) -> np.ndarray | None:
-                got = [getattr(p, name) for p in parts]
-                return None if got[0] is None else np.concatenate(got)
-
-            first = parts[0]
-            yield VideoOutput(frames=to_uint8(refined.cpu()), conditions=cat("conditions"), joints=cat("joints"),
-                              masks=cat("masks"), input_frame=first.input_frame, affine=first.affine,
-                              coarse=cat("frames"), refine_masks=None if mask is None else mask[:, 0].cpu().numpy())
-            done += n
+            need, parts = len(refined), []
+            while need:  # the coarse frames these refined frames came from
+                head = pending.popleft()
+                if len(head.frames) > need:
+                    pending.appendleft(_slice(head, need, len(head.frames)))
+                    head = _slice(head, 0, need)
+                parts.append(head)
+                need -= len(head.frames)
+            coarse = _concat(parts)
+            yield replace(coarse, frames=to_uint8(refined.cpu()), coarse=coarse.frames,
+                          refine_masks=None if mask is None else mask[:, 0].cpu().numpy())
+            done += len(refined)
 
     @torch.no_grad()
     def refine_video(self, frames: Iterator[np.ndarray], poses: np.ndarray, crop: bool = True) -> Iterator[VideoOutput]:
@@ -345,24 +336,20 @@ class ImageToVideoPipeline:
         if self.refiner is None:
             raise UserError("no refiner (G_R) in this checkpoint: nothing to refine with")
         s = self.size
-        poses = np.asarray(poses, dtype=np.float32)
-        j = self.structure.channels
-        if poses.ndim != 3 or poses.shape[1:] != (j, 3) or len(poses) == 0:
-            raise UserError(f"poses must be (T, {j}, 3) [x, y, visibility], got shape {poses.shape}")
-        box = person_box(np.zeros((0, 4)), poses, self.crop_margin) if crop else None
+        poses = self._checked_poses(poses)
+        if len(poses) == 0:
+            raise UserError("no poses given: nothing to refine")
         dev = self.device
 
         def coarse_chunks() -> Iterator[tuple[VideoOutput, torch.Tensor, torch.Tensor]]:
-            done = 0
+            done, b = 0, None
             for block in frames:
                 block = np.asarray(block)
                 if done + len(block) > len(poses):
                     raise UserError(f"the video has more frames than the pose file has poses ({len(poses)})")
-                b = box
-                if b is None:
-                    h, w = block.shape[1:3]
-                    b = ((w - 1) / 2, (h - 1) / 2, float(max(h, w)))
-                affine = crop_affine(b, s)
+                if b is None:  # one square for the whole video, as in training
+                    b = self._box(poses, block.shape[1:3], crop)
+                    affine = crop_affine(b, s)
                 cropped = np.stack([crop_frame(f, b, s) for f in block])
                 part = apply_affine(poses[done : done + len(block)], affine)
                 maps = self.structure.render(torch.from_numpy(part), s, s)
@@ -374,6 +361,18 @@ class ImageToVideoPipeline:
                 raise UserError(f"the video has {done} frames, the pose file {len(poses)} poses: they must match")
 
         yield from self._refined(coarse_chunks())
+
+
+def _concat(parts: list[VideoOutput]) -> VideoOutput:
+    """Consecutive pieces of one video as one VideoOutput (input frame and affine from the first)."""
+
+    def cat(name: str) -> np.ndarray | None:
+        got = [getattr(p, name) for p in parts]
+        return None if got[0] is None else np.concatenate(got)
+
+    return VideoOutput(frames=cat("frames"), conditions=cat("conditions"), joints=cat("joints"), masks=cat("masks"),
+                       input_frame=parts[0].input_frame, affine=parts[0].affine, coarse=cat("coarse"),
+                       refine_masks=cat("refine_masks"))
 
 
 def _slice(out: VideoOutput, a: int, b: int) -> VideoOutput:
