@@ -216,27 +216,35 @@ def read_video(path: str | Path, max_frames: int | None = None) -> tuple[np.ndar
     return np.stack(frames[:max_frames]), video_rate(path)
 
 
-def iter_video(path: str | Path, chunk: int = 16) -> Iterator[np.ndarray]:
-    """The first video stream as consecutive uint8 (n <= chunk, H, W, 3) RGB chunks: memory flat in the video's
-    length. Missing, unreadable and frameless files raise UserError (like `read_video`)."""
-    path = Path(path)
+@contextlib.contextmanager
+def _video_stream(path: Path) -> Iterator[tuple[av.container.InputContainer, av.video.stream.VideoStream]]:
+    """The open container and its first video stream; a missing or unreadable file (also while decoding inside
+    the block) is one UserError naming it."""
     if not path.is_file():
         raise UserError("video file not found", path)
-    frames: list[np.ndarray] = []
-    count = 0
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise UserError("contains no video stream", path)
-            for frame in container.decode(container.streams.video[0]):
-                frames.append(frame.to_ndarray(format="rgb24"))
-                if len(frames) == chunk:
-                    count += len(frames)
-                    yield np.stack(frames)
-                    frames = []
+            yield container, container.streams.video[0]
     except (av.FFmpegError, OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
+        reason = getattr(e, "strerror", None) or str(e)  # FFmpeg messages repeat the path otherwise
         raise UserError(f"cannot read video ({reason})", path) from None
+
+
+def iter_video(path: str | Path, chunk: int = 16) -> Iterator[np.ndarray]:
+    """The first video stream as consecutive uint8 (n <= chunk, H, W, 3) RGB chunks: memory flat in the video's
+    length. Missing, unreadable and frameless files raise UserError (like `read_video`)."""
+    path = Path(path)
+    frames: list[np.ndarray] = []
+    count = 0
+    with _video_stream(path) as (container, stream):
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == chunk:
+                count += len(frames)
+                yield np.stack(frames)
+                frames = []
     if frames:
         count += len(frames)
         yield np.stack(frames)
@@ -247,17 +255,8 @@ def iter_video(path: str | Path, chunk: int = 16) -> Iterator[np.ndarray]:
 def video_rate(path: str | Path) -> float:
     """The first video stream's frame rate (average, else guessed, else base rate)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError("video file not found", path)
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise UserError("contains no video stream", path)
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-    except (av.FFmpegError, OSError, ValueError) as e:
-        reason = getattr(e, "strerror", None) or str(e)
-        raise UserError(f"cannot read video ({reason})", path) from None
+    with _video_stream(path) as (_, stream):
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     if not rate:
         raise UserError("has no frame rate", path)
     return float(rate)

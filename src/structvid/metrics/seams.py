@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from structvid.metrics.pixel import to_unit
 from structvid.pipelines.windows import window_starts
 
 
@@ -29,8 +30,7 @@ def seam_transitions(total: int, k: int, overlap: int = 0) -> np.ndarray:
 
 def frame_differences(frames: np.ndarray) -> np.ndarray:
     """(T - 1,) mean |V_{t+1} - V_t| of uint8 (T, H, W, 3) frames, in [0, 1] units."""
-    f = np.asarray(frames, dtype=np.float32) / 255.0
-    return np.abs(np.diff(f, axis=0)).mean(axis=(1, 2, 3))
+    return np.abs(np.diff(to_unit(frames), axis=0)).mean(axis=(1, 2, 3))
 
 
 def seam_report(refined: np.ndarray, coarse: np.ndarray, k: int, overlap: int = 0) -> dict[str, float | int]:
