@@ -44,7 +44,7 @@ def test_store_layout(source: Path, store: Path):
         seq = ds.label(n)
         assert (s.nframes[n], s.actions[n], s.poses[n], s.train[n]) == (seq.nframes, seq.action, seq.pose, seq.train)
         v = s.video(n)
-        assert v.frames.shape == (12, 32, 32, 3) and v.frames.dtype == np.uint8 and v.joints.shape == (12, 13, 3)
+        assert v.frames.shape == (12, 32, 32, 3) and v.frames.dtype == np.uint8 and v.params.shape == (12, 13, 3)
     with np.load(store / "videos/0002.npz") as z:
         assert str(z["name"]) == "0002" and str(z["action"]) == s.actions["0002"] and z["box"].shape == (3,)
 

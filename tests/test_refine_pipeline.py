@@ -76,7 +76,7 @@ def test_refiner_must_fit_the_forecaster():
 def runs(tmp_path):
     gm = tmp_path / "gm"
     save_pretrained(forecaster(), gm, "generator")  # a training run's G_M module name
-    (gm / "config.yaml").write_text(yaml.safe_dump({"data": {"sigma": 2.0, "crop_margin": 0.2}}))
+    (gm / "config.yaml").write_text(yaml.safe_dump({"data": {"crop_margin": 0.2}, "structure": {"sigma": 2.0}}))
     gr = tmp_path / "gr"
     save_pretrained(refiner(), gr, "refiner")
     return gm, gr

@@ -8,6 +8,7 @@ import torch
 from safetensors.torch import load_file
 
 from structvid.config import DataConfig, RefineExperimentConfig, load_config
+from structvid.structure.factory import build_structure
 from structvid.data.clips import ClipSampler
 from structvid.errors import UserError
 from structvid.training.checkpoint import latest_checkpoint
@@ -104,8 +105,8 @@ def test_coarse_cache_is_reused_and_rebuilt_when_gm_or_data_change(tmp_path, ref
     save_file({k: v + 1 for k, v in w.items()}, str(other / files[0].name))
     assert cache_key([other / f.name for f in files], data_fingerprint(sampler)) != key
     # different data settings (heatmap σ) or a touched label file -> another key
-    sigma_cfg = refine_config("data.sigma=3.0")
-    assert cache_key(files, data_fingerprint(ClipSampler(sigma_cfg.data))) != key
+    sigma_cfg = refine_config("structure.sigma=3.0")
+    assert cache_key(files, data_fingerprint(ClipSampler(sigma_cfg.data, build_structure(sigma_cfg.structure)))) != key
     label = puppet_root / "labels" / f"{sampler.names[0]}.mat"
     st = label.stat()
     try:

@@ -45,7 +45,7 @@ def test_stream_yields_chunks_that_make_up_the_whole_video() -> None:
     pipe = tiny_pipe(chunk=4)
     parts = list(pipe.stream(image(), poses(10)))
     assert [len(p.frames) for p in parts] == [4, 4, 2]
-    assert [len(p.conditions) for p in parts] == [4, 4, 2] and [len(p.joints) for p in parts] == [4, 4, 2]
+    assert [len(p.conditions) for p in parts] == [4, 4, 2] and [len(p.params) for p in parts] == [4, 4, 2]
     whole = pipe(image(), poses(10))
     np.testing.assert_array_equal(whole.frames, np.concatenate([p.frames for p in parts]))
     np.testing.assert_array_equal(whole.masks, np.concatenate([p.masks for p in parts]))

@@ -37,7 +37,9 @@ CONFIG_VALUES = [("forecast", o, e) for o, e in [
     ("train.log_every=0", "train.log_every"), ("train.sample_every=0", "train.sample_every"),
     ("train.steps=0", "train.steps"), ("train.steps=-5", "train.steps"), ("train.critic_steps=0", "train.critic_steps"),
     ("train.seed=-1", "train.seed"), ("train.betas=[1.5,0.9]", "train.betas"), ("train.grad_clip=nan", "train.grad_clip"),
-    ("data.sigma=0", "data.sigma"), ("data.sigma=nan", "data.sigma"), ("data.num_workers=-1", "data.num_workers"),
+    ("structure.sigma=0", "structure.sigma"), ("structure.sigma=nan", "structure.sigma"),
+    ("data.sigma=2", "data.sigma moved to structure.sigma"), ("structure.kind=mesh", "structure.kind"),
+    ("model.motion_channels=3", "must equal the joints structure's 13 channels"), ("data.num_workers=-1", "data.num_workers"),
     ("data.crop_margin=-0.5", "data.crop_margin"), ("data.crop_margin=nan", "data.crop_margin"),
     ("data.num_workers=100000", "data.num_workers"),
     ("model.base_width=0", "model.base_width"), ("model.base_width=-3", "model.base_width"),
@@ -135,7 +137,7 @@ def hostile(tmp_path_factory):
     Image.new("RGB", (1, 1)).save(d / "1x1.png")
     Image.new("RGB", (64, 3)).save(d / "64x3.png")
     (d / "folder").mkdir()
-    for name, text in [("ck_invalid", "data: [1\n"), ("ck_list", "- 1\n"), ("ck_sigma", "data: {sigma: -1}\n"),
+    for name, text in [("ck_invalid", "data: [1\n"), ("ck_list", "- 1\n"), ("ck_jump", "data: {max_jump: 0}\n"),
                        ("ck_margin", "data: {crop_margin: .nan}\n"), ("ck_deep", "[" * 100_000 + "]" * 100_000)]:
         # a checkpoint folder (no pipeline.json): its run settings come from config.yaml
         shutil.copytree(DEMO_DIR, d / name, ignore=shutil.ignore_patterns("example", "*.md", "pipeline.json"))
@@ -150,7 +152,7 @@ INPUT_FILES = [
     ("--poses", "empty.mat", "empty.mat"), ("--poses", "dims0.mat", "dimensions"), ("--poses", "complex.npy", "complex"),
     ("--observed-poses", "invisible.json", "no visible joint"), ("--image", "1x1.png", "1x1 pixels"),
     ("--image", "64x3.png", "64x3 pixels"), ("--image", "folder", "is a folder"), ("--checkpoint", "ck_invalid", "config.yaml: not valid YAML"),
-    ("--checkpoint", "ck_list", "config.yaml"), ("--checkpoint", "ck_sigma", "data.sigma"),
+    ("--checkpoint", "ck_list", "config.yaml"), ("--checkpoint", "ck_jump", "data.max_jump"),
     ("--checkpoint", "ck_margin", "data.crop_margin"), ("--checkpoint", "ck_deep", "nested too deeply"),
 ]
 

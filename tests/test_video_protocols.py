@@ -164,9 +164,9 @@ def test_penn_protocol_structure(penn_root: Path):
     def render(j: np.ndarray) -> torch.Tensor:
         return pipe.structure.render(torch.from_numpy(np.ascontiguousarray(j, np.float32)), 32, 32)
 
-    assert torch.equal(gt_maps, render(video.joints[1:33])) and torch.equal(gt_img[0], render(video.joints[0]))
-    assert torch.equal(lstm_img[0], render(video.joints[9])) and lstm_maps.shape == (32, 13, 32, 32)
-    last = video.joints[9].copy()
+    assert torch.equal(gt_maps, render(video.params[1:33])) and torch.equal(gt_img[0], render(video.params[0]))
+    assert torch.equal(lstm_img[0], render(video.params[9])) and lstm_maps.shape == (32, 13, 32, 32)
+    last = video.params[9].copy()
     last[:, 2] = 1
     assert torch.allclose(lstm_maps, render(np.repeat(last[None], 32, 0)))
 

@@ -41,6 +41,11 @@ from structvid.models.refiner import Refiner, count_gflops_per_clip
 from structvid.devices import DTYPES, autocast, pick_device, resolve_precision
 
 
+
+def significant(x: float, digits: int = 3) -> float:
+    """`x` to `digits` significant figures: small rates on a slow or busy machine do not round to 0."""
+    return float(f"{x:.{digits}g}")
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -76,7 +81,7 @@ def _gemm_reference(device: torch.device, precision: str, earlier: dict[str, flo
 def _gemm_fields(gemm: dict[str, float], precision: str, achieved: float) -> dict:
     fields = {"gemm_gflop_per_s": round(gemm[precision], 1)}
     if precision != "fp32":
-        fields["gemm_fp32_gflop_per_s"] = round(gemm["fp32"], 1)
+        fields["gemm_fp32_gflop_per_s"] = significant(gemm["fp32"])
     fields["train_fraction_of_gemm"] = round(achieved / gemm[precision], 3)
     return fields
 
@@ -168,12 +173,12 @@ def bench_forecast(width: int = 64, resolution: int = 64, batch: int = 32, steps
         "width": width,
         "resolution": resolution,
         "batch": batch,
-        "gm_gflop_per_frame": round(count_gflops_per_frame(g, resolution, joints), 3),
-        "train_gflop_per_iteration": round(train_flops / 1e9, 1),
+        "gm_gflop_per_frame": significant(count_gflops_per_frame(g, resolution, joints)),
+        "train_gflop_per_iteration": significant(train_flops / 1e9),
         "train_s_per_iteration": round(t_train, 3),
-        "train_samples_per_s": round(batch / t_train, 2),
-        "train_gflop_per_s": round(achieved, 1),
-        "infer_frames_per_s": round(batch / t_infer, 1),
+        "train_samples_per_s": significant(batch / t_train),
+        "train_gflop_per_s": significant(achieved),
+        "infer_frames_per_s": significant(batch / t_infer),
         **_gemm_fields(gemm, prec, achieved),
         "peak_memory_gib": round(peak / 2**30, 2),
         "params_gm_m": round(sum(p.numel() for p in g.parameters()) / 1e6, 2),
@@ -233,13 +238,13 @@ def bench_refine(width: int = 128, resolution: int = 64, clip_length: int = 16, 
         "resolution": resolution,
         "clip_length": clip_length,
         "batch": batch,
-        "gr_gflop_per_clip": round(gflop_clip, 3),
-        "train_gflop_per_iteration": round(train_flops / 1e9, 1),
+        "gr_gflop_per_clip": significant(gflop_clip),
+        "train_gflop_per_iteration": significant(train_flops / 1e9),
         "train_s_per_iteration": round(t_train, 3),
-        "train_clips_per_s": round(batch / t_train, 3),
-        "train_gflop_per_s": round(achieved, 1),
-        "infer_frames_per_s": round(batch * clip_length / t_infer, 1),
-        "infer_gflop_per_s": round(gflop_clip * batch / t_infer, 1),
+        "train_clips_per_s": significant(batch / t_train),
+        "train_gflop_per_s": significant(achieved),
+        "infer_frames_per_s": significant(batch * clip_length / t_infer),
+        "infer_gflop_per_s": significant(gflop_clip * batch / t_infer),
         **_gemm_fields(gemm, prec, achieved),
         "peak_memory_gib": round(peak / 2**30, 2),
         "params_gr_m": round(sum(p.numel() for p in refiner.parameters()) / 1e6, 2),
@@ -295,7 +300,7 @@ def bench_two_stages(pipeline: Path, frames: int, device: torch.device, precisio
         "e2e_refiner": "random init, width 16, K = 16" if random_gr else "the pipeline's",
         "e2e_frames": frames,
         "e2e_s": round(best, 2),
-        "e2e_frames_per_s": round(frames / best, 1),
+        "e2e_frames_per_s": significant(frames / best),
     }
     if precision != "fp32":  # the quality cost of the precision: its frames against fp32's
         reference = load("fp32")[0](image, poses).frames

@@ -144,7 +144,7 @@ def train_refine_cmd(**kwargs) -> None:
 # ---------------------------------------------------------------- generate / demo
 
 
-def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=None) -> list[Path]:
+def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=None, structure=None) -> list[Path]:
     """MP4 + GIF preview of the generated frames, and optionally the input | condition | output | mask panel
     (input | condition | coarse | refined | mask when G_R refined G_M's frames; the mask is then G_R's, Eq. 15).
 
@@ -170,7 +170,7 @@ def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=N
     panel_video = files.video(panel_path, fps) if panel else None
     refined = first.coarse is not None
     still, labels = first.input_frame, ["input", "condition"] + (["coarse", "refined"] if refined else ["output"])
-    if observed is not None and first.joints is not None:
+    if observed is not None and first.params is not None:
         still = first.input_frame.copy()
         for j in apply_affine(observed, first.affine):  # observed joints in output pixels
             still = draw_skeleton(still, j, color=(60, 120, 255))
@@ -183,9 +183,9 @@ def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=N
             preview.write(out.frames)
         if panel_video is None:
             continue
-        cols = [still, heatmap_to_rgb(out.conditions)] + ([out.coarse, out.frames] if refined else [out.frames])
+        cols = [still, (structure.to_rgb if structure else heatmap_to_rgb)(out.conditions)] + ([out.coarse, out.frames] if refined else [out.frames])
         if labels[1] == "forecast":
-            cols[1] = np.stack([draw_skeleton(f, j, color=(255, 60, 60)) for f, j in zip(out.frames, out.joints)])
+            cols[1] = np.stack([draw_skeleton(f, j, color=(255, 60, 60)) for f, j in zip(out.frames, out.params)])
         mask = out.refine_masks if refined else out.masks
         if mask is not None:
             cols.append(heatmap_to_rgb(mask[:, None]))
@@ -244,7 +244,7 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
                               min_frames=pipe.pose_model.config.observed, image_size=img.shape[:2])
         chunks = pipe.stream(img, pipe.forecast_poses(observed, frames), image_pose=observed[-1])
     with video_files() as files:
-        written = _write_outputs(files, chunks, out, fps, panel, observed=observed)
+        written = _write_outputs(files, chunks, out, fps, panel, observed=observed, structure=pipe.structure)
     for p in written:
         click.echo(str(p))
 
@@ -283,7 +283,7 @@ def demo(out, checkpoint, pose_checkpoint, device, precision) -> None:
     observed = joints[:t_obs]
     forecast = pipe.forecast_poses(observed, len(joints) - t_obs)
     with video_files() as files:  # every file appears once all are complete, or none does
-        written = _write_outputs(files, [result], out / "demo.mp4", 12.0, panel=True)
+        written = _write_outputs(files, [result], out / "demo.mp4", 12.0, panel=True, structure=pipe.structure)
         step = max(1, len(result.frames) // 8)
         rows = [np.concatenate([result.input_frame[None], result.frames[::step][:8]])]
         if result.coarse is not None:  # coarse (G_M) above refined (G_R)
@@ -293,7 +293,7 @@ def demo(out, checkpoint, pose_checkpoint, device, precision) -> None:
             save_image(files.temp_path(out / "demo_frames.png"), strip)
         written.append(out / "demo_frames.png")
         written += _write_outputs(files, pipe.stream(img, forecast, image_pose=joints[0]), out / "forecast.mp4",
-                                  12.0, panel=True, observed=observed)
+                                  12.0, panel=True, observed=observed, structure=pipe.structure)
     for p in written:
         click.echo(str(p))
 
@@ -331,7 +331,8 @@ def refine(video, poses, checkpoint, out, overlap, fps, panel, device, precision
     first = next(iter_video(video, chunk=1))[0]
     joints = load_poses(poses, num_joints=pipe.structure.channels, min_frames=1, image_size=first.shape[:2])
     with video_files() as files:
-        written = _write_outputs(files, pipe.refine_video(iter_video(video, pipe.chunk), joints), out, rate, panel)
+        written = _write_outputs(files, pipe.refine_video(iter_video(video, pipe.chunk), joints), out, rate, panel,
+                                 structure=pipe.structure)
     for p in written:
         click.echo(str(p))
 
@@ -373,8 +374,7 @@ def evaluate_forecast_cmd(checkpoint, data_root, out_dir, split, frames, max_vid
     from structvid.pipelines.image_to_video import ImageToVideoPipeline
 
     pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device)
-    data = DataConfig(root=str(data_root), image_size=pipe.size, split=split,
-                      sigma=pipe.structure.sigma, crop_margin=pipe.crop_margin)
+    data = DataConfig(root=str(data_root), image_size=pipe.size, split=split, crop_margin=pipe.crop_margin)
     result = evaluate_forecast(pipe, data, frames=frames, max_videos=max_videos)
     write_forecast_report(result, out_dir)
     click.echo(json.dumps({"num_videos": result["num_videos"], "frames": result["frames"], **result["mean"]}))

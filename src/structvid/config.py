@@ -20,6 +20,32 @@ RESIDUAL_MODES = ("mask", "difference", "none")
 DATA_PARTS = ("all", "gm", "gr", "eval")  # DataConfig.part: the paper's three-way split (§7.1)
 SKIP_CONTENTS = ("image", "image_motion")  # ForecasterConfig.skip_content (models/forecaster.py)
 POSE_DATASETS = ("penn_action", "human36m")  # PoseDataConfig.dataset (training/tasks.py pose_sequences)
+STRUCTURE_KINDS = ("joints", "face_normals")  # StructureConfig.kind (structure/factory.py)
+NORMAL_SPACES = ("camera", "model")  # StructureConfig.normal_space (structure/faces/normals.py)
+SHADINGS = ("smooth", "flat")
+
+
+@dataclass
+class StructureConfig:
+    """The motion maps M of §4 that condition G_M (Eq. 6) and G_R (Eq. 15), saved with every checkpoint.
+
+    `joints`: one Gaussian heatmap per 2D joint (bodies; `num_joints` channels). `face_normals`: normal maps
+    of a 3D morphable model (faces, Eq. 1-2; 3 channels). `structure/factory.py` builds the renderer.
+    """
+
+    kind: str = "joints"
+    num_joints: int = 13  # joints: 13 Penn Action joints
+    sigma: float = 1.5  # joints: heatmap Gaussian std in output pixels
+    # face_normals: the 3DMM: "" = the Surrey Face Model (../shared/data/sfm when present, else downloaded to
+    # the cache), a folder of SFM files, or a 3DDFA BFM .pkl (structure/faces/morphable.py load_model)
+    face_model: str = ""
+    normal_space: str = "camera"  # camera (posed mesh) | model (unrotated mesh, the authors' code)
+    shading: str = "smooth"  # smooth (interpolated vertex normals) | flat (per triangle)
+
+    @property
+    def channels(self) -> int:
+        """C of the rendered maps: model.motion_channels must equal it."""
+        return self.num_joints if self.kind == "joints" else 3
 
 
 @dataclass
@@ -63,8 +89,7 @@ class DataConfig:
     root: str = "data/puppet"  # Penn Action layout (frames/NNNN/*.jpg + labels/NNNN.mat) or a prepared store
     image_size: int = 64
     max_jump: int = 16  # k in [1, max_jump] drawn per sample (§5.2, random jumps in time)
-    sigma: float = 1.5  # heatmap Gaussian std in output pixels
-    crop_margin: float = 0.15  # extra border around the person's union bounding box
+    crop_margin: float = 0.15  # extra border around the subject's union box (structure.box)
     split: str = "all"  # all | train | test (official Penn flag)
     actions: list[str] = field(default_factory=list)  # empty: every action
     num_workers: int = 0
@@ -128,10 +153,12 @@ class ExperimentConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
 
     def validate(self, source: str | None = None) -> "ExperimentConfig":
         """What one field cannot say alone (each field's own range is checked by from_dict, FIELD_RULES)."""
         m, c, d, w = self.model, self.critic, self.data, self.loss
+        check_motion_channels(self.structure, {"model": m.motion_channels, "critic": c.motion_channels}, source)
         if m.resolution != d.image_size or c.resolution != d.image_size:
             raise UserError(
                 f"model.resolution ({m.resolution}), critic.resolution ({c.resolution}) and data.image_size "
@@ -182,7 +209,9 @@ FIELD_RULES: dict[str, dict[str, Range | tuple[str, ...]]] = {
     "ForecasterConfig": {**WIDTHS, "dense_growth": AT_LEAST_1, "residual": RESIDUAL_MODES,
                          "skip_content": SKIP_CONTENTS},
     "CriticConfig": WIDTHS,
-    "DataConfig": {"image_size": Range(8), "max_jump": AT_LEAST_1, "sigma": POSITIVE, "crop_margin": NON_NEGATIVE,
+    "StructureConfig": {"kind": STRUCTURE_KINDS, "num_joints": AT_LEAST_1, "sigma": POSITIVE,
+                        "normal_space": NORMAL_SPACES, "shading": SHADINGS},
+    "DataConfig": {"image_size": Range(8), "max_jump": AT_LEAST_1, "crop_margin": NON_NEGATIVE,
                    "num_workers": Range(0, 128), "part": DATA_PARTS},  # thousands of workers would exhaust processes
     "LossConfig": {"rec": NON_NEGATIVE, "sparsity": NON_NEGATIVE, "gen": NON_NEGATIVE, "gp_lambda": NON_NEGATIVE,
                    "feat": NON_NEGATIVE, "feat_crop": AT_LEAST_1},
@@ -197,6 +226,19 @@ FIELD_RULES: dict[str, dict[str, Range | tuple[str, ...]]] = {
                        "min_horizon": AT_LEAST_1, "speed": POSITIVE, "dataset": POSE_DATASETS},
     "PoseTrainConfig": {"loss": POSE_LOSSES, "step_weights": STEP_WEIGHTS, "weight_decay": NON_NEGATIVE},
 }
+
+
+def check_motion_channels(structure: StructureConfig, sections: dict[str, int], source: str | None = None) -> None:
+    """Every network's motion_channels must be the structure's C (they were stored three times unchecked)."""
+    bad = {k: v for k, v in sections.items() if v != structure.channels}
+    if bad:
+        names = ", ".join(f"{k}.motion_channels ({v})" for k, v in bad.items())
+        raise UserError(f"{names} must equal the {structure.kind} structure's {structure.channels} channels "
+                        "(structure section)", source)
+
+
+# Keys that moved to another section: named in the error instead of "unknown key"
+MOVED = {"data.sigma": "structure.sigma"}
 
 
 def check_fields(cfg: Any, source: str | None = None, prefix: str = "") -> None:
@@ -244,6 +286,9 @@ def from_dict(cls: type, data: dict[str, Any], source: str | None = None, prefix
         raise UserError(f"section {prefix.rstrip('.') or '<root>'} must be a mapping, got {type(data).__name__}", source)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
+    for u in sorted(unknown):
+        if prefix + u in MOVED:
+            raise UserError(f"config key {prefix + u} moved to {MOVED[prefix + u]}", source)
     if unknown:
         raise UserError(f"unknown config key(s) {sorted(prefix + u for u in unknown)}", source)
     kwargs: dict[str, Any] = {}
@@ -546,6 +591,7 @@ class RefineExperimentConfig:
     data: RefineDataConfig = field(default_factory=RefineDataConfig)
     loss: RefineLossConfig = field(default_factory=RefineLossConfig)
     train: RefineTrainConfig = field(default_factory=RefineTrainConfig)
+    structure: StructureConfig = field(default_factory=StructureConfig)
 
     def validate(self, source: str | None = None) -> "RefineExperimentConfig":
         """What one field cannot say alone (each field's own range is checked by from_dict, FIELD_RULES)."""
@@ -557,8 +603,8 @@ class RefineExperimentConfig:
         if m.clip_length != v.clip_length:
             raise UserError(f"model.clip_length ({m.clip_length}) and critic.video.clip_length ({v.clip_length}) "
                             "must agree", source)
-        if len({m.motion_channels, v.motion_channels, i.motion_channels}) > 1:
-            raise UserError("model, critic.video and critic.image must have the same motion_channels", source)
+        check_motion_channels(self.structure, {"model": m.motion_channels, "critic.video": v.motion_channels,
+                                               "critic.image": i.motion_channels}, source)
         if m.clip_length < 2 or m.clip_length & (m.clip_length - 1):
             raise UserError(f"model.clip_length must be a power of two >= 2, got {m.clip_length}", source)
         if not d.forecaster and not d.coarse_videos:

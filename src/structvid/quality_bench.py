@@ -302,7 +302,7 @@ def network_predictor(pipe: Any, frames: int) -> Predictor:
     from structvid.metrics.video_protocols import generate
 
     o = OBSERVED
-    return lambda v: generate(pipe, pipe.structure, v.frames[o - 1], v.joints[o - 1], v.joints[o : o + frames])
+    return lambda v: generate(pipe, pipe.structure, v.frames[o - 1], v.params[o - 1], v.params[o : o + frames])
 
 
 def held_out_videos(sampler: Any, frames: int, max_videos: int | None) -> list[str]:
@@ -378,8 +378,8 @@ def run_quality_bench(opts: QualityOptions, command: str | None = None,
     t0 = time.perf_counter()
     gm_pipe = ImageToVideoPipeline.from_pretrained(gm_run, device="cpu")
     test_cfg = DataConfig(root=str(test_root), image_size=opts.size, crop_margin=gm_pipe.crop_margin,
-                          sigma=float(gm_pipe.structure.sigma), actions=[], part="eval")
-    sampler = ClipSampler(test_cfg)
+                          actions=[], part="eval")
+    sampler = ClipSampler(test_cfg, gm_pipe.structure)
     names = held_out_videos(sampler, opts.frames, opts.max_videos)
     if not names:
         raise UserError(f"no held-out video has the {OBSERVED + opts.frames} frames the evaluation needs", test_root)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
@@ -26,56 +25,14 @@ from structvid.data.penn_action import PennActionDataset
 from structvid.errors import UserError
 from structvid.io.images import to_tensor
 from structvid.structure.base import Structure
+from structvid.structure.framing import apply_affine, crop_affine, crop_frame, person_box
 from structvid.structure.heatmaps import JointHeatmaps
-
-
-def person_box(bbox: np.ndarray, joints: np.ndarray, margin: float) -> tuple[float, float, float]:
-    """Square (cx, cy, side) around every frame's bounding box (and visible joints), enlarged by `margin`."""
-    boxes = np.asarray(bbox, dtype=np.float64).reshape(-1, 4)
-    vis = joints[..., 2] > 0
-    xs, ys = joints[..., 0][vis], joints[..., 1][vis]
-    ok = np.isfinite(boxes).all(1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-    x1 = np.concatenate([boxes[ok, 0], xs]).min()
-    y1 = np.concatenate([boxes[ok, 1], ys]).min()
-    x2 = np.concatenate([boxes[ok, 2], xs]).max()
-    y2 = np.concatenate([boxes[ok, 3], ys]).max()
-    side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
-    return (x1 + x2) / 2, (y1 + y2) / 2, max(side, 1.0)
-
-
-def crop_affine(box: tuple[float, float, float], size: int) -> np.ndarray:
-    """2x3 affine mapping the square box onto a size x size image (pixel-centre convention)."""
-    cx, cy, side = box
-    s = size / side
-    # The box [c - side/2, c + side/2] maps onto the output's pixel edges [-0.5, size - 0.5].
-    return np.array([[s, 0, s * (side / 2 - cx) - 0.5], [0, s, s * (side / 2 - cy) - 0.5]])
-
-
-def crop_frame(frame: np.ndarray, box: tuple[float, float, float], size: int) -> np.ndarray:
-    """Crop the square box (replicating the border outside the image) and resize it to size x size."""
-    side = box[2]
-    if side <= size:
-        return cv2.warpAffine(frame, crop_affine(box, size), (size, size), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
-    # Downscaling: crop at native scale first, then area-average (warpAffine alone would alias).
-    native = max(int(round(side)), size)
-    crop = cv2.warpAffine(frame, crop_affine(box, native), (native, native), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def apply_affine(joints: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """Map (..., J, 3) [x, y, v] joints through a 2x3 affine; visibility is kept."""
-    out = joints.astype(np.float32).copy()
-    xy = joints[..., :2].astype(np.float64)
-    out[..., :2] = xy @ affine[:, :2].T + affine[:, 2]
-    return out
 
 
 @dataclass
 class Video:
     frames: np.ndarray  # (T, S, S, 3) uint8, cropped and resized
-    joints: np.ndarray  # (T, J, 3) float32 in output pixels
+    params: np.ndarray  # (T, ...) float32 structure parameters in output pixels (joints: (T, J, 3) [x, y, v])
 
 
 def load_video(dataset: PennActionDataset, name: str, size: int, margin: float) -> Video:
@@ -118,7 +75,7 @@ class ClipSampler:
             listed = self.dataset.names
             nframes = lambda n: self.dataset.label(n).nframes  # noqa: E731
         self.names = list(names) if names is not None else list(listed)
-        self.structure = structure or JointHeatmaps(sigma=cfg.sigma)
+        self.structure = structure or JointHeatmaps()
         self.names = [n for n in self.names if nframes(n) >= 2]
         if cfg.part != "all" and self.subjects is not None:  # §7.1, Human3.6M: halves of the subjects
             from structvid.data.human36m import subjects_of
@@ -152,8 +109,8 @@ class ClipSampler:
             t = int(rng.integers(0, n - k))
             imgs_t.append(video.frames[t])
             imgs_tk.append(video.frames[t + k])
-            joints_t.append(video.joints[t])
-            joints_tk.append(video.joints[t + k])
+            joints_t.append(video.params[t])
+            joints_tk.append(video.params[t + k])
         return self.to_batch(np.stack(imgs_t), np.stack(joints_t), np.stack(imgs_tk), np.stack(joints_tk))
 
     def to_batch(self, img_t: np.ndarray, j_t: np.ndarray, img_tk: np.ndarray, j_tk: np.ndarray) -> dict[str, Tensor]:

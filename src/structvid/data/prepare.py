@@ -124,16 +124,17 @@ class PreparedStore:
         return self.nframes[name]
 
     def video(self, name: str) -> Video:
-        """Frames (T, S, S, 3) uint8 and joints (T, J, 3) float32 of video `name`."""
+        """Frames (T, S, S, 3) uint8 and structure parameters (T, ...) float32 of video `name` (bodies: "joints"
+        (T, J, 3); faces: "params" (T, P), data/faces.py)."""
         self.frame_count(name)
         path = self.root / self.files[name]
         try:
             with np.load(path, allow_pickle=False) as data:
-                frames, joints = data["frames"], data["joints"]
+                frames, joints = data["frames"], data["params" if "params" in data.files else "joints"]
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
             raise UserError(f"cannot read prepared video ({type(e).__name__}: {e})", path) from None
         s, t = self.image_size, self.nframes[name]
-        if frames.shape != (t, s, s, 3) or frames.dtype != np.uint8 or joints.shape[:1] != (t,) or joints.ndim != 3:
+        if frames.shape != (t, s, s, 3) or frames.dtype != np.uint8 or joints.shape[:1] != (t,) or joints.ndim < 2:
             raise UserError(f"frames {frames.shape} {frames.dtype} / joints {joints.shape} disagree with the index "
                             f"({t} frames of {s}x{s})", path)
         return Video(frames, joints)
@@ -182,7 +183,7 @@ def _prepare_one(job: _Job) -> tuple[str, dict[str, Any] | None, str | None]:
         box = np.asarray(person_box(seq.bbox, seq.joints, job.margin), np.float64)
         rel = f"videos/{job.name}.npz"
         _write_npz(Path(job.out) / rel, {
-            "frames": video.frames, "joints": video.joints.astype(np.float32), "box": box,
+            "frames": video.frames, "joints": video.params.astype(np.float32), "box": box,
             "action": np.array(seq.action), "pose": np.array(seq.pose), "name": np.array(job.name),
             "train": np.array(int(seq.train)),
         })

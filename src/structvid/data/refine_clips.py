@@ -50,7 +50,7 @@ def data_fingerprint(sampler: ClipSampler) -> dict:
         st = src.stat() if src.exists() else None
         videos[name] = [len(sampler.video(name).frames) if st is None else None,
                         st.st_size if st else None, st.st_mtime_ns if st else None]
-    return {"root": str(root), "image_size": cfg.image_size, "crop_margin": cfg.crop_margin, "sigma": cfg.sigma,
+    return {"root": str(root), "image_size": cfg.image_size, "crop_margin": cfg.crop_margin,
             "structure": repr(sampler.structure), "videos": videos}
 
 
@@ -89,7 +89,7 @@ class CoarseVideos:
         for name in tqdm(todo, desc="coarse clips (G_M)", unit="video", disable=not progress, dynamic_ncols=True):
             video = self.sampler.video(name)
             image = to_tensor(video.frames[:1]).to(self.device)
-            joints = torch.from_numpy(video.joints)
+            joints = torch.from_numpy(video.params)
             motion_t = render(joints[:1], size, size).to(self.device)
             frames = []
             for i in range(0, len(joints), self.chunk):
@@ -171,7 +171,7 @@ class RefineBatches(torch.utils.data.Dataset):
             video = sampler.video(name)
             real.append(video.frames[s : s + k])
             coarse.append(self.coarse.video(name)[s : s + k])
-            joints.append(video.joints[s : s + k])
+            joints.append(video.params[s : s + k])
         n = self.per_rank
         motions = sampler.structure.render(torch.from_numpy(np.concatenate(joints)), size, size)
         return {

@@ -36,7 +36,7 @@ def evaluate_forecast(pipe: ImageToVideoPipeline, data: DataConfig, frames: int 
         raise UserError(f"frames must be >= 1, got {frames}")
     if max_videos is not None and max_videos < 1:
         raise UserError(f"max_videos must be >= 1, got {max_videos}")
-    sampler = ClipSampler(data)
+    sampler = ClipSampler(data, pipe.structure)
     names = sampler.names[:max_videos] if max_videos else sampler.names
     per_index: dict[str, list[list[float]]] = {m: [[] for _ in range(frames)] for m in metrics}
     per_video: dict[str, dict[str, float]] = {}
@@ -47,7 +47,7 @@ def evaluate_forecast(pipe: ImageToVideoPipeline, data: DataConfig, frames: int 
         if n < 1:  # nothing after the input frame
             skipped += 1
             continue
-        pred = generate(pipe, sampler.structure, video.frames[0], video.joints[0], video.joints[1 : n + 1])
+        pred = generate(pipe, sampler.structure, video.frames[0], video.params[0], video.params[1 : n + 1])
         scores = registry.compute(list(metrics), pred, video.frames[1 : n + 1])
         per_video[name] = {**{m: scores[m]["mean"] for m in metrics}, "frames": n}
         for m in metrics:

@@ -132,7 +132,7 @@ def _sampler(source: Any, pipe: Any) -> ClipSampler:
     else:
         cfg = source if isinstance(source, DataConfig) else DataConfig(
             root=str(source), image_size=int(pipe.size), crop_margin=float(getattr(pipe, "crop_margin", 0.15)))
-        sampler = ClipSampler(cfg)
+        sampler = ClipSampler(cfg, _structure(pipe, None))
     if sampler.cfg.image_size != int(pipe.size):
         raise UserError(f"videos are cropped to {sampler.cfg.image_size}px but the model works at {pipe.size}px",
                         sampler.cfg.root)
@@ -160,9 +160,8 @@ def penn_selection(pipe: Any, root: str | Path, part: str = "eval", training: Da
     if actions is None:
         actions = list(training.actions) if training is not None else list(PAPER_ACTIONS)
     cfg = DataConfig(root=str(root), image_size=int(pipe.size), crop_margin=float(getattr(pipe, "crop_margin", 0.15)),
-                     sigma=float(getattr(_structure(pipe, None), "sigma", 1.5)), actions=list(actions),
-                     split=training.split if training is not None else "all", part=part)
-    return ClipSampler(cfg)
+                     actions=list(actions), split=training.split if training is not None else "all", part=part)
+    return ClipSampler(cfg, _structure(pipe, None))
 
 
 def penn_protocol(pipe: Any, sequences_source: ClipSampler | DataConfig | str | Path, frames: int = 32,
@@ -202,9 +201,9 @@ def penn_protocol(pipe: Any, sequences_source: ClipSampler | DataConfig | str | 
         entry: dict[str, Any] = {"action": sampler.action(name)}
         for c in conditions:
             start = 0 if c == "gt" else observed - 1  # 0-based index of the input frame
-            cond = (video.joints[1 : 1 + frames] if c == "gt"
-                    else forecast_poses(pose_predictor, video.joints[:observed], frames))  # type: ignore[arg-type]
-            pred = generate(pipe, struct, video.frames[start], video.joints[start], cond)
+            cond = (video.params[1 : 1 + frames] if c == "gt"
+                    else forecast_poses(pose_predictor, video.params[:observed], frames))  # type: ignore[arg-type]
+            pred = generate(pipe, struct, video.frames[start], video.params[start], cond)
             scores = registry.compute(["mse", "psnr"], pred, video.frames[start + 1 : start + 1 + frames])
             entry[c] = {m: scores[m]["mean"] for m in ("mse", "psnr")}
             for m in ("mse", "psnr"):
@@ -231,7 +230,9 @@ def penn_protocol(pipe: Any, sequences_source: ClipSampler | DataConfig | str | 
 
 
 def _clip_arrays(clip: Any) -> tuple[np.ndarray, np.ndarray]:
-    if hasattr(clip, "frames") and hasattr(clip, "joints"):
+    if hasattr(clip, "frames") and hasattr(clip, "params"):  # a Video
+        return np.asarray(clip.frames), np.asarray(clip.params)
+    if hasattr(clip, "frames") and hasattr(clip, "joints"):  # a Human3.6M clip
         return np.asarray(clip.frames), np.asarray(clip.joints)
     frames, joints = clip
     return np.asarray(frames), np.asarray(joints)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from structvid.config import DataConfig, RefineDataConfig, load_section
+from structvid.config import DataConfig, RefineDataConfig, StructureConfig, load_section, to_dict
 from structvid.errors import UserError
 from structvid.io.files import atomic_dir, output_errors
 from structvid.models.saving import find_checkpoint, find_forecaster, find_module, load_pretrained, run_config_file
@@ -39,8 +39,8 @@ def export_pipeline(out: str | Path, forecast: str | Path, refine: str | Path | 
         sources["forecaster"] = (ckpt, name)
         config = run_config_file(ckpt, forecast)
         data = DataConfig() if config is None else load_section(DataConfig, config, "data")
-        structure = {"kind": "joints", "num_joints": load_pretrained(ckpt, name).config.motion_channels,
-                     "sigma": data.sigma}
+        structure = (to_dict(StructureConfig(num_joints=load_pretrained(ckpt, name).config.motion_channels))
+                     if config is None else to_dict(load_section(StructureConfig, config, "structure")))
         margin = data.crop_margin
     if refine is not None:
         ckpt = find_checkpoint(refine)

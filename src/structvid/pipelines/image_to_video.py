@@ -32,17 +32,19 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from structvid.config import DataConfig, load_section
+from structvid.config import DataConfig, StructureConfig, from_dict, load_section
 from structvid.devices import autocast, inference_precision, pick_device
-from structvid.data.clips import apply_affine, crop_affine, crop_frame, person_box
 from structvid.errors import UserError
 from structvid.io.images import to_tensor, to_uint8
 from structvid.models.forecaster import Forecaster
-from structvid.models.pose_lstm import PoseLSTM, forecast_poses, pose_lstm_predictor
+from structvid.models.pose_lstm import PoseLSTM
 from structvid.models.refiner import Refiner
 from structvid.models.saving import find_checkpoint, find_forecaster, find_module, load_pretrained, run_config_file
+from structvid.pipelines.conditions import ConditionSource, GivenStructure, PoseForecast
 from structvid.pipelines.windows import check_overlap, refine_stream
 from structvid.structure.base import Structure
+from structvid.structure.factory import build_structure, structure_dict
+from structvid.structure.framing import crop_affine, crop_frame
 from structvid.structure.heatmaps import JointHeatmaps
 
 MANIFEST = "pipeline.json"
@@ -72,8 +74,9 @@ class PipelineManifest:
             for stem in (m.forecaster, m.refiner, m.pose_lstm):
                 if stem is not None and (not isinstance(stem, str) or not stem or "/" in stem or stem.startswith(".")):
                     raise ValueError(f"a stage must name a file stem in this folder, got {stem!r}")
-            if m.structure.get("kind", "joints") != "joints":
-                raise ValueError(f"unknown structure kind {m.structure.get('kind')!r} (known: joints)")
+            if not isinstance(m.structure, dict):
+                raise TypeError("structure must be a JSON object")
+            from_dict(StructureConfig, m.structure, str(path), "structure.")
             if not (isinstance(m.window_overlap, int) and m.window_overlap >= 0):
                 raise ValueError(f"window_overlap must be an integer >= 0, got {m.window_overlap!r}")
         except FileNotFoundError:
@@ -81,6 +84,10 @@ class PipelineManifest:
         except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as e:
             raise UserError(f"corrupt pipeline manifest ({e})", path) from None
         return m
+
+    @classmethod
+    def for_structure(cls, structure: Structure, **kwargs) -> "PipelineManifest":
+        return cls(structure=structure_dict(structure), **kwargs)
 
     def write(self, path: Path) -> None:
         from structvid.io.files import atomic_write_text
@@ -92,7 +99,7 @@ class PipelineManifest:
 class VideoOutput:
     frames: np.ndarray  # (T, S, S, 3) uint8: the output (refined when G_R ran)
     conditions: np.ndarray  # (T, C, S, S) float motion maps M_{t+k}
-    joints: np.ndarray | None  # (T, J, 3) joints in output pixels (None when maps were given)
+    params: np.ndarray | None  # (T, ...) structure parameters in output pixels, e.g. joints (None when maps were given)
     masks: np.ndarray | None  # (T, S, S) residual motion masks m in [0, 1] (Eq. 7), None without one
     input_frame: np.ndarray  # (S, S, 3) uint8, I_t as the network saw it (cropped, resized)
     affine: np.ndarray | None = None  # 2x3 map from input-image pixels to output pixels (None with maps)
@@ -109,9 +116,13 @@ class ImageToVideoPipeline:
         # G_M's and G_R's forward passes run under autocast in this precision (devices.inference_precision:
         # "auto" = bf16 on CPUs with native bf16, fp32 elsewhere); outputs are converted back to fp32
         self.precision = inference_precision(precision, self.device)
+        # G_C for bodies (§4), used by `pose_forecast`; faces get theirs from structure.faces.transfer
         self.pose_model = None if pose_model is None else pose_model.to(self.device).eval()
         self.forecaster = forecaster.to(self.device, memory_format=torch.channels_last).eval()  # faster convs
         self.structure = structure or JointHeatmaps(num_joints=forecaster.config.motion_channels)
+        if self.structure.channels != forecaster.config.motion_channels:
+            raise UserError(f"the {self.structure.name} structure renders {self.structure.channels} channels, G_M "
+                            f"expects {forecaster.config.motion_channels} (model.motion_channels)")
         self.crop_margin = crop_margin
         self.refiner: Refiner | None = None
         self.window_overlap = window_overlap
@@ -150,8 +161,7 @@ class ImageToVideoPipeline:
         if (path / MANIFEST).is_file():
             m = PipelineManifest.read(path / MANIFEST)
             forecaster = load_pretrained(path, m.forecaster)
-            structure = JointHeatmaps(num_joints=int(m.structure.get("num_joints", forecaster.config.motion_channels)),
-                                      sigma=float(m.structure.get("sigma", 1.5)))
+            structure = build_structure(m.structure, str(path / MANIFEST))
             pipe = cls(forecaster, structure, m.crop_margin, device=dev, window_overlap=m.window_overlap, **kwargs)
             if refine and m.refiner:
                 pipe.attach_refiner(load_pretrained(path, m.refiner))
@@ -180,7 +190,8 @@ class ImageToVideoPipeline:
         name = find_forecaster(ckpt)
         data = DataConfig() if config_yaml is None else load_section(DataConfig, config_yaml, "data")
         forecaster = load_pretrained(ckpt, name)
-        structure = JointHeatmaps(num_joints=forecaster.config.motion_channels, sigma=data.sigma)
+        structure = (JointHeatmaps(num_joints=forecaster.config.motion_channels) if config_yaml is None
+                     else build_structure(load_section(StructureConfig, config_yaml, "structure")))
         pipe = cls(forecaster, structure, data.crop_margin, device=dev, **kwargs)
         pipe.source = ckpt
         return pipe
@@ -189,41 +200,41 @@ class ImageToVideoPipeline:
         """Attach G_C for bodies (the pose LSTM, §4) from a run or checkpoint folder."""
         self.pose_model = load_pretrained(find_checkpoint(path), "pose_lstm").to(self.device).eval()
 
-    def forecast_poses(self, observed: np.ndarray, num_frames: int) -> np.ndarray:
-        """G_C: (T_obs, J, 3) observed poses in pixels -> (num_frames, J, 3) forecast poses (visibility 1)."""
+    def pose_forecast(self, observed: np.ndarray, num_frames: int) -> PoseForecast:
+        """G_C for bodies as a condition source: the LSTM forecasts `num_frames` poses after `observed`."""
         if self.pose_model is None:
             raise UserError("no pose model attached (use load_pose_model or --pose-checkpoint)")
-        return forecast_poses(pose_lstm_predictor(self.pose_model, self.device), observed, num_frames)
+        return PoseForecast(self.pose_model, observed, num_frames, self.device)
+
+    def forecast_poses(self, observed: np.ndarray, num_frames: int) -> np.ndarray:
+        """G_C: (T_obs, J, 3) observed poses in pixels -> (num_frames, J, 3) forecast poses (visibility 1)."""
+        return self.pose_forecast(observed, num_frames).conditions(np.zeros((1, 1, 3), np.uint8)).params
 
     def prepare(self, image: np.ndarray, poses: np.ndarray, image_pose: np.ndarray | None = None,
                 crop: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Crop image and poses to the square around the person (as in training) at model resolution."""
+        """Crop image and structures to the square around the subject (as in training) at model resolution:
+        (frame, image structure, structures, affine), structures in output pixels."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise UserError(f"image must be (H, W, 3) RGB, got shape {image.shape}")
-        poses = self._checked_poses(poses)
-        ref = poses[0] if image_pose is None else np.asarray(image_pose, dtype=np.float32)
-        all_joints = np.concatenate([ref[None], poses])  # (T + 1, J, 3)
-        box = self._box(all_joints, image.shape[:2], crop)
+        poses = self.structure.check(poses)
+        ref = poses[0] if image_pose is None else self.structure.check(np.asarray(image_pose)[None])[0]
+        both = np.concatenate([ref[None], poses])  # (T + 1, ...)
+        box = self._box(both, image.shape[:2], crop)
         frame = crop_frame(image, box, self.size)
         affine = crop_affine(box, self.size)
-        mapped = apply_affine(all_joints, affine)
+        mapped = self.structure.transform(both, affine)
         return frame, mapped[0], mapped[1:], affine
 
-    def _checked_poses(self, poses: np.ndarray) -> np.ndarray:
-        poses = np.asarray(poses, dtype=np.float32)
-        j = self.structure.channels
-        if poses.ndim != 3 or poses.shape[1:] != (j, 3):
-            raise UserError(f"poses must be (T, {j}, 3) [x, y, visibility], got shape {poses.shape}")
-        return poses
-
-    def _box(self, joints: np.ndarray, image_hw: tuple[int, int], crop: bool) -> tuple[float, float, float]:
-        """The square the network sees: around the person in `joints` (as in training), or the whole image."""
+    def _box(self, params: np.ndarray, image_hw: tuple[int, int], crop: bool) -> tuple[float, float, float]:
+        """The square the network sees: around the subject (the structure's framing, as in training), or the
+        whole image."""
         if crop:
-            return person_box(np.zeros((0, 4)), joints, self.crop_margin)
+            return self.structure.box(params, self.crop_margin)
         h, w = image_hw  # the whole image, padded to a square
         return (w - 1) / 2, (h - 1) / 2, float(max(h, w))
 
-    def __call__(self, image: np.ndarray, poses: np.ndarray | None = None, image_pose: np.ndarray | None = None,
+    def __call__(self, image: np.ndarray, poses: np.ndarray | ConditionSource | None = None,
+                 image_pose: np.ndarray | None = None,
                  motion_maps: torch.Tensor | None = None, image_motion: torch.Tensor | None = None,
                  crop: bool = True) -> VideoOutput:
         """Generate one frame per pose (or per motion map when `motion_maps` (T, C, S, S) is given).
@@ -232,15 +243,17 @@ class ImageToVideoPipeline:
         return _concat(list(self.stream(image, poses, image_pose, motion_maps, image_motion, crop)))
 
     @torch.no_grad()
-    def stream(self, image: np.ndarray, poses: np.ndarray | None = None, image_pose: np.ndarray | None = None,
+    def stream(self, image: np.ndarray, poses: np.ndarray | ConditionSource | None = None,
+               image_pose: np.ndarray | None = None,
                motion_maps: torch.Tensor | None = None, image_motion: torch.Tensor | None = None,
                crop: bool = True, chunk: int | None = None) -> Iterator[VideoOutput]:
         """The video of `__call__` as consecutive VideoOutputs of at most `chunk` frames (default `self.chunk`).
 
-        Memory is flat in the number of frames: each chunk's motion maps are rendered from its poses, decoded
+        `poses` are the structure parameters of the frames (e.g. (T, J, 3) joints) or a condition source
+        (pipelines/conditions.py: a pose forecast, a face expression transfer). Memory is flat in the number of frames: each chunk's motion maps are rendered from its poses, decoded
         (Eq. 8, f_I and f_M(M_t) shared by all chunks) and checked to be finite before it is yielded. With a
         refiner attached, G_R refines the decoded frames in windows of its K (`_refined`), so the pieces then
-        follow the windows, not `chunk`. All pieces share `input_frame` and `affine`; their `joints`,
+        follow the windows, not `chunk`. All pieces share `input_frame` and `affine`; their `params`,
         `conditions`, `masks` (and `coarse`, `refine_masks`) cover their own frames.
         """
         s = self.size
@@ -250,6 +263,9 @@ class ImageToVideoPipeline:
         if motion_maps is None:
             if poses is None:
                 raise UserError("give either poses or motion_maps")
+            if hasattr(poses, "conditions"):
+                cond = poses.conditions(image)
+                poses, image_pose = cond.params, cond.image_params if image_pose is None else image_pose
             frame, ref, joints, affine = self.prepare(image, poses, image_pose, crop)
             image_motion = self.structure.render(torch.from_numpy(ref)[None], s, s)  # (1, C, S, S)
             total = len(joints)
@@ -279,7 +295,7 @@ class ImageToVideoPipeline:
                 yield VideoOutput(
                     frames=to_uint8(video.cpu()),
                     conditions=maps.cpu().numpy(),
-                    joints=part,
+                    params=part,
                     masks=None if out.mask is None else out.mask[0, :, 0].float().cpu().numpy(),
                     input_frame=frame,
                     affine=affine,
@@ -303,7 +319,7 @@ class ImageToVideoPipeline:
 
     def _refined(self, chunks: Iterator[tuple[VideoOutput, torch.Tensor, torch.Tensor]]) -> Iterator[VideoOutput]:
         """G_R over the coarse chunks in windows of K (pipelines/windows.py); each refined piece is yielded with
-        the coarse frames, conditions and joints of the same frames."""
+        the coarse frames, conditions and structures of the same frames."""
         pending: deque[VideoOutput] = deque()  # coarse chunks whose frames have not all been refined yet
         done = 0  # frames yielded
 
@@ -336,7 +352,7 @@ class ImageToVideoPipeline:
         if self.refiner is None:
             raise UserError("no refiner (G_R) in this checkpoint: nothing to refine with")
         s = self.size
-        poses = self._checked_poses(poses)
+        poses = self.structure.check(poses)
         if len(poses) == 0:
             raise UserError("no poses given: nothing to refine")
         dev = self.device
@@ -351,10 +367,10 @@ class ImageToVideoPipeline:
                     b = self._box(poses, block.shape[1:3], crop)
                     affine = crop_affine(b, s)
                 cropped = np.stack([crop_frame(f, b, s) for f in block])
-                part = apply_affine(poses[done : done + len(block)], affine)
+                part = self.structure.transform(poses[done : done + len(block)], affine)
                 maps = self.structure.render(torch.from_numpy(part), s, s)
                 video = to_tensor(cropped).to(dev)
-                yield VideoOutput(frames=cropped, conditions=maps.numpy(), joints=part, masks=None,
+                yield VideoOutput(frames=cropped, conditions=maps.numpy(), params=part, masks=None,
                                   input_frame=cropped[0], affine=affine), video, maps.to(dev)
                 done += len(block)
             if done < len(poses):
@@ -370,7 +386,7 @@ def _concat(parts: list[VideoOutput]) -> VideoOutput:
         got = [getattr(p, name) for p in parts]
         return None if got[0] is None else np.concatenate(got)
 
-    return VideoOutput(frames=cat("frames"), conditions=cat("conditions"), joints=cat("joints"), masks=cat("masks"),
+    return VideoOutput(frames=cat("frames"), conditions=cat("conditions"), params=cat("params"), masks=cat("masks"),
                        input_frame=parts[0].input_frame, affine=parts[0].affine, coarse=cat("coarse"),
                        refine_masks=cat("refine_masks"))
 
@@ -381,6 +397,6 @@ def _slice(out: VideoOutput, a: int, b: int) -> VideoOutput:
     def cut(x: np.ndarray | None) -> np.ndarray | None:
         return None if x is None else x[a:b]
 
-    return VideoOutput(frames=out.frames[a:b], conditions=out.conditions[a:b], joints=cut(out.joints),
+    return VideoOutput(frames=out.frames[a:b], conditions=out.conditions[a:b], params=cut(out.params),
                        masks=cut(out.masks), input_frame=out.input_frame, affine=out.affine, coarse=cut(out.coarse),
                        refine_masks=cut(out.refine_masks))

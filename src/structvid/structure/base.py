@@ -8,7 +8,9 @@ the resulting (N, C, H, W) maps, so they never depend on which structure produce
 from __future__ import annotations
 
 import abc
+from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -26,6 +28,31 @@ class Structure(abc.ABC):
     @abc.abstractmethod
     def render(self, params: torch.Tensor, height: int, width: int) -> torch.Tensor:
         """Render a batch of parameters (N, ...) as (N, C, height, width) float maps on params' device."""
+
+    # ---- what the pipeline and the data need besides rendering: the parameters' shape, and framing (§7.1)
+
+    @abc.abstractmethod
+    def config(self) -> Any:
+        """The `StructureConfig` that rebuilds this renderer (structure/factory.py)."""
+
+    @abc.abstractmethod
+    def check(self, params: Any, source: str | None = None) -> np.ndarray:
+        """(T, ...) float32 parameters, or a UserError naming `source` when their shape or values are wrong."""
+
+    @abc.abstractmethod
+    def transform(self, params: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        """The parameters of the same structure after the 2x3 image transform `affine` (a crop and resize)."""
+
+    @abc.abstractmethod
+    def box(self, params: np.ndarray, margin: float) -> tuple[float, float, float]:
+        """The square (cx, cy, side) the networks see around the subject of (T, ...) parameters."""
+
+    def to_rgb(self, maps: np.ndarray | torch.Tensor) -> np.ndarray:
+        """(T, C, H, W) maps -> (T, H, W, 3) uint8 pictures for panels and sample grids (default: max over C,
+        inferno colormap)."""
+        from structvid.io.images import heatmap_to_rgb
+
+        return heatmap_to_rgb(maps)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, channels={self.channels})"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from structvid.errors import UserError
 from structvid.structure.base import Structure
+from structvid.structure.framing import apply_affine, person_box
 
 
 class JointHeatmaps(Structure):
@@ -69,6 +71,26 @@ class JointHeatmaps(Structure):
         """numpy convenience: (N, J, 3) or (J, 3) -> float32 (N, J, H, W) or (J, H, W)."""
         t = torch.from_numpy(np.ascontiguousarray(joints, dtype=np.float32))
         return self.render(t, height, width).numpy()
+
+    def config(self):
+        from structvid.config import StructureConfig
+
+        return StructureConfig(kind="joints", num_joints=self.num_joints, sigma=self.sigma)
+
+    def check(self, params, source: str | None = None) -> np.ndarray:
+        """(T, J, 3) [x, y, visibility] joints as float32."""
+        poses = np.asarray(params, dtype=np.float32)
+        if poses.ndim != 3 or poses.shape[1:] != (self.num_joints, 3):
+            raise UserError(f"poses must be (T, {self.num_joints}, 3) [x, y, visibility], got shape {poses.shape}",
+                            source)
+        return poses
+
+    def transform(self, params: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        return apply_affine(params, affine)
+
+    def box(self, params: np.ndarray, margin: float) -> tuple[float, float, float]:
+        """Around the visible joints of every frame (data/clips.py adds the dataset's boxes in training)."""
+        return person_box(np.zeros((0, 4)), params, margin)
 
     def __repr__(self) -> str:
         return f"JointHeatmaps(num_joints={self.num_joints}, sigma={self.sigma})"

@@ -29,6 +29,7 @@ from structvid.devices import pick_device, resolve_precision
 from structvid.training.distributed import DistInfo, cleanup, init_distributed, wrap
 from structvid.training.loop import LoopResult, LoopSettings, Task, run_loop
 from structvid.training.run_folder import RunFolder
+from structvid.structure.factory import build_structure
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,8 @@ def forecast_task(cfg: ExperimentConfig, device: torch.device, info: DistInfo) -
     fmt = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
     generator = Forecaster(cfg.model).to(device, memory_format=fmt)
     critic = ImageCritic(cfg.critic).to(device, memory_format=fmt)
-    sampler = ClipSampler(cfg.data)
+    structure = build_structure(cfg.structure)
+    sampler = ClipSampler(cfg.data, structure)
     loss = ForecastLoss(wrap(generator, info, device), wrap(critic, info, device), cfg.loss, cfg.train.critic_steps)
     t = cfg.train
     optimizers = {
@@ -68,7 +70,7 @@ def forecast_task(cfg: ExperimentConfig, device: torch.device, info: DistInfo) -
         b = batch_to_device(fixed, device)
         out = generator(b["image_t"], b["motion_t"], b["motion_tk"])
         generator.train()
-        cols = [to_uint8(b["image_t"].cpu()), heatmap_to_rgb(b["motion_tk"].cpu().numpy()),
+        cols = [to_uint8(b["image_t"].cpu()), structure.to_rgb(b["motion_tk"].cpu().numpy()),
                 to_uint8(b["image_tk"].cpu()), to_uint8(out.frame.float().cpu())]
         if out.mask is not None:
             cols.append(heatmap_to_rgb(out.mask.float().cpu().numpy()))
@@ -296,7 +298,7 @@ def refine_task(cfg: RefineExperimentConfig, device: torch.device, info: DistInf
     from structvid.training.distributed import barrier
 
     d, m = cfg.data, cfg.model
-    sampler = ClipSampler(d)
+    sampler = ClipSampler(d, build_structure(cfg.structure))
     if d.coarse_videos:
         coarse = VideoFolderCoarse(sampler, d.coarse_videos)
         missing = coarse.missing()

@@ -22,9 +22,10 @@ a free model) and reads the 3DDFA layout only on request (`load_bfm`, with a res
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import pickle
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,10 +267,21 @@ def load_bfm(path: str | Path, landmarks: np.ndarray | None = None) -> Morphable
 
 
 def load_model(spec: str | Path | None = None) -> MorphableModel:
-    """`None`/"sfm": the SFM (downloaded to the cache); a folder: SFM files there; a `.pkl`: `load_bfm`."""
-    if spec is None or str(spec) == "sfm":
-        return load_sfm(None)
+    """`None`/""/"sfm": the SFM ($STRUCTVID_SFM_DIR when set, else the download cache); a folder: SFM files
+    there; a `.pkl`: `load_bfm`."""
+    if spec is None or str(spec) in ("", "sfm"):
+        env = os.environ.get("STRUCTVID_SFM_DIR")
+        return load_sfm(env or None)
     p = Path(spec)
     if p.suffix == ".pkl":
         return load_bfm(p)
     return load_sfm(p)
+
+
+@functools.lru_cache(maxsize=4)
+def default_model(spec: str = "") -> MorphableModel:
+    """`load_model(spec)`, read once per process (eos takes ~0.1 s and the arrays are shared read-only)."""
+    m = load_model(spec)
+    for a in (m.mean, m.identity_basis, m.expression_basis, m.triangles, m.landmarks):
+        a.setflags(write=False)
+    return m

@@ -1,0 +1,32 @@
+"""One way to build a structure renderer: from its config section (`structure:` in every experiment YAML, saved
+with each checkpoint, and in a pipeline folder's pipeline.json)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from structvid.config import StructureConfig, from_dict
+from structvid.structure.base import Structure
+
+
+def build_structure(cfg: StructureConfig | dict[str, Any] | None = None, source: str | None = None) -> Structure:
+    """`joints` -> JointHeatmaps; `face_normals` -> FaceNormals on the configured 3DMM (loaded lazily)."""
+    if cfg is None:
+        cfg = StructureConfig()
+    elif isinstance(cfg, dict):
+        cfg = from_dict(StructureConfig, cfg, source, "structure.")
+    if cfg.kind == "joints":
+        from structvid.structure.heatmaps import JointHeatmaps
+
+        return JointHeatmaps(num_joints=cfg.num_joints, sigma=cfg.sigma)
+    from structvid.structure.faces.morphable import default_model
+    from structvid.structure.faces.normals import FaceNormals
+
+    return FaceNormals(default_model(cfg.face_model), space=cfg.normal_space, shading=cfg.shading,
+                       face_model=cfg.face_model)
+
+
+def structure_dict(structure: Structure) -> dict[str, Any]:
+    """The config section that rebuilds `structure` (written to pipeline.json and config.yaml)."""
+    return asdict(structure.config())
