@@ -452,7 +452,7 @@ def prepare_h36m(root: str | Path, out: str | Path, image_size: int = 128, subje
     and `train` 1 for training subjects, -1 for test subjects (`data.split`). Written into a temporary folder and
     renamed at the end; an existing `out` is replaced only if it is empty or a prepared store.
     """
-    from structvid.data.prepare import FORMAT, INDEX, VERSION, _write_npz, is_prepared
+    from structvid.data.prepare import FORMAT, INDEX, VERSION, write_npz, is_prepared
     from structvid.io.files import atomic_dir, atomic_path
 
     out = Path(out)
@@ -473,7 +473,7 @@ def prepare_h36m(root: str | Path, out: str | Path, image_size: int = 128, subje
                 name, rel = f"{item.name}.{c:03d}", f"videos/{item.name}.{c:03d}.npz"
                 train = 1 if item.subject in TRAIN_SUBJECTS else -1
                 x1, y1, x2, y2 = clip.box  # stored as the Penn stores' (cx, cy, side) in source pixels
-                _write_npz(tmp / rel, {
+                write_npz(tmp / rel, {
                     "frames": clip.frames, "joints": to_penn13(clip.joints).astype(np.float32),
                     "box": np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1]), "action": np.array(item.action),
                     "pose": np.array(item.camera), "name": np.array(name), "train": np.array(train),

@@ -143,7 +143,7 @@ class PreparedStore:
 # ---------------------------------------------------------------- writing
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """np.savez_compressed with fixed member timestamps (byte-reproducible), written atomically."""
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w") as zf:
@@ -182,7 +182,7 @@ def _prepare_one(job: _Job) -> tuple[str, dict[str, Any] | None, str | None]:
         video = load_video(dataset, job.name, job.size, job.margin)
         box = np.asarray(person_box(seq.bbox, seq.joints, job.margin), np.float64)
         rel = f"videos/{job.name}.npz"
-        _write_npz(Path(job.out) / rel, {
+        write_npz(Path(job.out) / rel, {
             "frames": video.frames, "joints": video.params.astype(np.float32), "box": box,
             "action": np.array(seq.action), "pose": np.array(seq.pose), "name": np.array(job.name),
             "train": np.array(int(seq.train)),

@@ -6,18 +6,19 @@ vectors for faces). The pipeline frames, renders and generates from them (`Image
 
 * `GivenStructure`: structures the user supplies (a pose file; a face parameter sequence);
 * `PoseForecast`: 10 observed poses forecast by the pose LSTM (§4, Eq. 3-5);
-* `structure.faces.transfer.ExpressionTransfer`: a reference video's expressions on the target face (§4, Eq. 1-2).
+* `ExpressionTransfer`: a reference video's expressions on the target face (§4, Eq. 1-2; structure/faces/transfer.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from structvid.models.pose_lstm import PoseLSTM, forecast_poses, pose_lstm_predictor
+from structvid.structure.faces.transfer import TransferSettings, transfer
 
 
 @dataclass
@@ -52,3 +53,19 @@ class PoseForecast:
     def conditions(self, image: np.ndarray) -> Conditions:
         predictor = pose_lstm_predictor(self.model, torch.device(self.device))
         return Conditions(np.asarray(self.observed[-1], np.float32), forecast_poses(predictor, self.observed, self.num_frames))
+
+
+@dataclass
+class ExpressionTransfer:
+    """§4 for faces: the reference video's expressions on the target's fitted face (structure/faces/transfer.py);
+    both were fitted beforehand (structure/faces/fitting.py)."""
+
+    target: np.ndarray  # (P,) the input image's fitted face, in its pixels
+    reference: np.ndarray  # (T, P) the reference video's fitted faces
+    n_id: int
+    n_exp: int
+    settings: TransferSettings = field(default_factory=TransferSettings)
+
+    def conditions(self, image: np.ndarray) -> Conditions:
+        return Conditions(np.asarray(self.target, np.float32),
+                          transfer(self.target, self.reference, self.n_id, self.n_exp, self.settings))
