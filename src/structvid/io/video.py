@@ -7,6 +7,8 @@ Frames are uint8 RGB (T, H, W, 3) throughout. Long videos are written chunk by c
 from __future__ import annotations
 
 import contextlib
+import heapq
+import shutil
 from fractions import Fraction
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -260,6 +262,181 @@ def video_rate(path: str | Path) -> float:
     if not rate:
         raise UserError("has no frame rate", path)
     return float(rate)
+
+
+# --- audio: the reference video's sound on a generated video (retargeting a portrait) -------------------------
+
+MP4_AUDIO_CODECS = ("aac", "mp3")  # stream-copied as they are; anything else is transcoded to AAC
+AAC_BIT_RATE = 128_000
+AAC_FRAME_SIZE = 1024  # samples per AAC frame
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e)  # FFmpeg messages repeat the path otherwise
+
+
+def _open_input(path: Path, what: str = "video") -> av.container.InputContainer:
+    """Open a media file for reading; missing or unreadable is a UserError naming it."""
+    if not path.is_file():
+        raise UserError(f"{what} file not found", path)
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise UserError(f"cannot read {what} ({_reason(e)})", path) from None
+
+
+@contextlib.contextmanager
+def _media_errors(path: Path, action: str) -> Iterator[None]:
+    """FFmpeg/OS errors inside the block become one UserError naming `path` ("cannot read audio (...)")."""
+    try:
+        yield
+    except (av.FFmpegError, OSError, ValueError) as e:
+        raise UserError(f"cannot {action} ({_reason(e)})", path) from None
+
+
+def has_audio(path: str | Path) -> bool:
+    """Whether the file has an audio stream. Missing or unreadable files raise UserError."""
+    path = Path(path)
+    container = _open_input(path, "media")
+    with container:
+        return bool(container.streams.audio)
+
+
+def _video_span(path: Path) -> tuple[float, float]:
+    """(start, end) in seconds of the first video stream, from its packets' timestamps (demuxed, not decoded;
+    a pass of its own, so the copying pass reads the file from its start)."""
+    end = None
+    with _open_input(path, "video") as container, _media_errors(path, "read video"):
+        stream = container.streams.video[0]
+        start = float(stream.start_time * stream.time_base) if stream.start_time is not None else None
+        for packet in container.demux(stream):
+            if packet.pts is None:
+                continue
+            t = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+            end = t if end is None else max(end, t)
+            if start is None:
+                start = float(packet.pts * packet.time_base)
+    if end is None:
+        raise UserError("contains no frames", path)
+    return start or 0.0, end
+
+
+def _copied_packets(path: Path, container, stream, out_stream, shift: int = 0,
+                    until: float | None = None) -> Iterator[tuple[float, int, av.Packet]]:
+    """(time, order, packet) for each packet of `stream`, readdressed to `out_stream` without decoding.
+    `shift` is added to pts/dts (stream time base); packets starting at or after `until` s are dropped."""
+    with _media_errors(path, "read " + stream.type):
+        for packet in container.demux(stream):
+            if packet.dts is None:  # demuxer's flush packet
+                continue
+            if until is not None and packet.pts is not None and float(packet.pts * packet.time_base) >= until:
+                break
+            packet.pts = None if packet.pts is None else packet.pts + shift
+            packet.dts += shift
+            t = float(packet.dts * packet.time_base)
+            packet.stream = out_stream
+            yield t, 0 if stream.type == "video" else 1, packet
+
+
+def _aac_packets(path: Path, out: Path, container, stream, out_stream, start: float,
+                 until: float) -> Iterator[tuple[float, int, av.Packet]]:
+    """Decode `stream`, resample to the encoder's planar float, encode AAC; audio is cut at `until` s
+    (stream time, as in `_copied_packets`) and placed at `start` s of the output."""
+    rate = out_stream.rate
+    resampler = av.AudioResampler(format="fltp", layout=out_stream.layout.name, rate=rate,
+                                  frame_size=AAC_FRAME_SIZE)
+    written, limit, offset = 0, None, 0
+
+    def encode(frame):
+        with _media_errors(out, "encode audio"):
+            for packet in out_stream.encode(frame):
+                yield float(packet.dts * packet.time_base), 1, packet
+
+    def decoded():
+        with _media_errors(path, "read audio"):
+            for frame in container.decode(stream):
+                yield frame
+        yield None  # flush the resampler
+
+    for frame in decoded():
+        if frame is not None and limit is None:  # first frame: where the sound starts and how much fits
+            first = float(frame.pts * frame.time_base) if frame.pts is not None else start
+            offset = round((first - start) * rate)
+            limit = max(0, round((until - first) * rate))
+        with _media_errors(path, "read audio"):
+            chunks = resampler.resample(frame)
+        for chunk in chunks:
+            keep = min(chunk.samples, (limit or 0) - written)
+            if keep <= 0:
+                break
+            if keep < chunk.samples:  # the part past the video's end is dropped
+                data = chunk.to_ndarray()[:, :keep]  # (channels, samples), planar
+                cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format="fltp",
+                                                 layout=chunk.layout.name)
+                cut.sample_rate = rate
+                chunk = cut
+            chunk.pts, chunk.time_base = offset + written, Fraction(1, rate)
+            written += chunk.samples
+            yield from encode(chunk)
+        if limit is not None and written >= limit:
+            break
+    yield from encode(None)
+
+
+def copy_audio(reference: str | Path, video: str | Path, out: str | Path) -> bool:
+    """Put the reference's first audio stream under `video`'s picture and write the result to `out` (.mp4).
+
+    For retargeting a portrait with a driving video (the image-to-video setting of Zhao et al., IJCV 2020,
+    §4 with a reference's structure): the generated frames follow the reference in time, so its sound fits.
+    The video packets are copied without re-encoding. AAC and MP3 audio is copied too; other codecs are
+    transcoded to AAC (128 kb/s). The audio is trimmed to the video's duration (copied audio to the end of
+    the packet that crosses it: < 1 frame, ~23 ms for AAC at 44.1 kHz). Audio and video keep their positions
+    relative to their streams' starts.
+
+    Returns True when audio was added; False when the reference has none (then `video` is copied unchanged to
+    `out`). `out` is written under a temporary name and renamed once complete; errors are UserErrors naming
+    the file that caused them.
+    """
+    reference, video, out = Path(reference), Path(video), Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise UserError(f"audio needs an .mp4 output, not '{out.suffix}'", out)
+    if out.is_dir():
+        raise UserError("is a folder, not a file", out)
+    ref = _open_input(reference, "reference")
+    with ref:
+        if not ref.streams.audio:
+            if not (out.exists() and video.exists() and out.samefile(video)):
+                if not video.is_file():
+                    raise UserError("video file not found", video)
+                with output_errors(out), atomic_path(out) as tmp:
+                    shutil.copyfile(video, tmp)
+            return False
+        src = _open_input(video, "video")
+        with src, output_errors(out), atomic_path(out) as tmp:
+            if not src.streams.video:
+                raise UserError("contains no video stream", video)
+            vin, ain = src.streams.video[0], ref.streams.audio[0]
+            v_start, v_end = _video_span(video)
+            a_start = float(ain.start_time * ain.time_base) if ain.start_time is not None else 0.0
+            until = a_start + (v_end - v_start)  # reference time at which the video ends
+            with _media_errors(out, "write video"), av.open(str(tmp), mode="w", format="mp4") as dst:
+                vout = dst.add_stream_from_template(vin)
+                video_packets = _copied_packets(video, src, vin, vout)
+                if ain.codec_context.name in MP4_AUDIO_CODECS:
+                    aout = dst.add_stream_from_template(ain)
+                    shift = round((v_start - a_start) / ain.time_base)  # reference start -> video start
+                    audio_packets = _copied_packets(reference, ref, ain, aout, shift, until)
+                else:
+                    rate = ain.codec_context.sample_rate or 44100
+                    rate = rate if rate <= 96000 else 48000  # AAC's highest standard rate
+                    layout = "mono" if ain.codec_context.channels == 1 else "stereo"
+                    aout = dst.add_stream("aac", rate=rate, layout=layout)
+                    aout.bit_rate = AAC_BIT_RATE
+                    audio_packets = _aac_packets(reference, out, ref, ain, aout, v_start, until)
+                # interleave by time, so the muxer need not hold one stream's packets while it waits for the other
+                for _, _, packet in heapq.merge(video_packets, audio_packets, key=lambda p: p[:2]):
+                    dst.mux(packet)
+    return True
 
 
 def _resize(img: np.ndarray, height: int) -> np.ndarray:
