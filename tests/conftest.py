@@ -1,9 +1,33 @@
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
+SFM = SHARED / "sfm"
+if SFM.is_dir():  # the face path's 3DMM: the shared Surrey Face Model instead of a download (offline CI)
+    os.environ.setdefault("STRUCTVID_SFM_DIR", str(SFM))
+
+
+@pytest.fixture(scope="session")
+def sfm_model():
+    """The Surrey Face Model (MorphableModel), or a skip when the shared copy or eos-py is missing."""
+    if not SFM.is_dir():
+        pytest.skip(f"Surrey Face Model not found at {SFM}")
+    pytest.importorskip("eos")
+    from structvid.structure.faces.morphable import default_model
+
+    return default_model("")
+
+
+@pytest.fixture(scope="session")
+def face_store(tmp_path_factory, sfm_model) -> Path:
+    """Six synthetic 32x32 face videos of 12 frames (a prepared store)."""
+    from structvid.data.faces import synthetic_faces
+
+    return synthetic_faces(tmp_path_factory.mktemp("faces") / "store", sfm_model, videos=6, frames=12, size=32,
+                           progress=False)
 
 
 @pytest.fixture(scope="session")

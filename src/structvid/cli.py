@@ -17,6 +17,7 @@ from structvid.errors import UserError
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 DEMO_DIR = ASSETS / "demo"
+FACE_DEMO_DIR = ASSETS / "face_demo"
 
 
 class FiniteFloat(click.FloatRange):
@@ -247,6 +248,66 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
         written = _write_outputs(files, chunks, out, fps, panel, observed=observed, structure=pipe.structure)
     for p in written:
         click.echo(str(p))
+
+
+class Intensity(click.ParamType):
+    """One factor, or one per expression coefficient: "1.2" or "1,1,0.5,1,1,1"."""
+
+    name = "intensity"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (float, list)):
+            return value
+        try:
+            k = [float(v) for v in str(value).split(",")]
+        except ValueError:
+            self.fail(f"{value!r} is not a number or a comma-separated list of numbers", param, ctx)
+        if not all(math.isfinite(v) and 0 <= v <= 10 for v in k):
+            self.fail(f"{value!r}: each factor must be in [0, 10]", param, ctx)
+        return k[0] if len(k) == 1 else k
+
+
+@cli.command()
+@click.option("--image", type=click.Path(path_type=Path), required=True, help="The target portrait.")
+@click.option("--reference", type=click.Path(path_type=Path), required=True,
+              help="The reference (driving) video: its expressions are transferred onto the portrait.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("retarget.mp4"), show_default=True,
+              help="The video (with the reference's audio when it has one); also OUT.gif, a preview of its first "
+                   "300 frames. All files appear once complete.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=FACE_DEMO_DIR,
+              help="A face pipeline folder or G_M / G_R run (default: the face models shipped in the package).")
+@click.option("--relative/--absolute", default=True, show_default=True,
+              help="relative: the target's expression plus the reference's change from its first frame; absolute: "
+                   "the reference's expression itself (§4).")
+@click.option("--intensity", type=Intensity(), default="1.0", show_default=True,
+              help="Scale of the transferred expression: one factor or one per coefficient (comma-separated).")
+@click.option("--head-pose", is_flag=True, help="Also move the head as the reference does (relative to its first frame).")
+@click.option("--face", "pick", type=click.Choice(["only", "largest"]), default="only", show_default=True,
+              help="only: a portrait with several faces is an error; largest: animate the largest face.")
+@click.option("--paste-back", is_flag=True,
+              help="Blend the generated face back into the full-resolution portrait (else: the model's square crop).")
+@click.option("--panel", is_flag=True, help="Also write OUT_panel.mp4: reference | target | normal maps | output.")
+@click.option("--refine/--no-refine", default=True, show_default=True, help="Refine with G_R when the checkpoint has one.")
+@click.option("--max-frames", type=POSITIVE_INT, default=None, help="Use at most this many reference frames.")
+@click.option("--fps", type=FPS, default=None, help="Output frame rate (default: the reference's).")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help=PRECISION_HELP)
+def retarget(image, reference, out, checkpoint, relative, intensity, head_pose, pick, paste_back, panel, refine,
+             max_frames, fps, device, precision) -> None:
+    """Animate a portrait with the facial expressions of a reference video (§4: 3DMM expression transfer, normal
+    maps; §5-6: G_M, G_R)."""
+    from structvid.io.images import load_image
+    from structvid.pipelines.face_retarget import FaceRetarget, write_retarget
+    from structvid.structure.faces.transfer import TransferSettings
+
+    settings = TransferSettings(mode="relative" if relative else "absolute", intensity=intensity, head_pose=head_pose)
+    rt = FaceRetarget.from_pretrained(checkpoint, device=device, refine=refine, precision=precision)
+    img = load_image(image)
+    job = rt.prepare(img, reference, settings, pick=pick, image_source=image, max_frames=max_frames)
+    for p in write_retarget(rt, img, job, reference, out, panel=panel, paste=paste_back, fps=fps):
+        click.echo(str(p))
+    click.echo(json.dumps({"frames": len(job.reference), "frames_without_face": job.frames_without_face}))
 
 
 @cli.command()
@@ -542,6 +603,70 @@ def data_prepare(root, out, size, crop_margin, workers, actions) -> None:
 
     prepare_dataset(root, out, size, crop_margin=crop_margin, workers=workers,
                     actions=[a for a in actions.split(",") if a] or None)
+    click.echo(str(out))
+
+
+@data.command("faces")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Prepared store folder.")
+@click.option("--num-videos", type=POSITIVE_INT, default=24, show_default=True)
+@click.option("--frames", type=click.IntRange(min=2, max=10_000), default=32, show_default=True)
+@click.option("--size", type=Resolution(), default=64, show_default=True, help="Frame side (data.image_size).")
+@click.option("--crop-margin", type=FiniteFloat(min=0), default=0.15, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--face-model", default="", help="3DMM: empty = Surrey Face Model; a folder of SFM files; a BFM .pkl.")
+def data_faces(out, num_videos, frames, size, crop_margin, seed, face_model) -> None:
+    """Synthetic face videos from the 3DMM (six MUG expressions, pose drift, procedural looks) with exact face
+    parameters, as a prepared store: train with data.root=OUT structure.kind=face_normals."""
+    from structvid.data.faces import synthetic_faces
+    from structvid.structure.faces.morphable import default_model
+
+    synthetic_faces(out, default_model(face_model), num_videos, frames, size, seed, crop_margin)
+    click.echo(str(out))
+
+
+@data.command("prepare-faces")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Prepared store folder.")
+@click.option("--dataset", type=click.Choice(["videos", "mug", "bu4dfe"]), default="videos", show_default=True,
+              help="videos: INPUTS are video files; mug / bu4dfe: INPUTS is the dataset root in its released layout.")
+@click.option("--part", default="all", show_default=True,
+              help="mug: gm | gr | eval (the paper's split by subject, §7.1) or train | val | test with --split-lists; "
+                   "bu4dfe: gm | gr; all: every video.")
+@click.option("--split-lists", type=click.Path(path_type=Path), default=None,
+              help="Folder of the authors' MUG split lists (train.txt, val.txt, test.txt).")
+@click.option("--size", type=Resolution(), default=64, show_default=True, help="Output resolution (data.image_size).")
+@click.option("--crop-margin", type=FiniteFloat(min=0), default=0.15, show_default=True)
+@click.option("--max-frames", type=POSITIVE_INT, default=None, help="At most this many frames per video.")
+def data_prepare_faces(inputs, out, dataset, part, split_lists, size, crop_margin, max_frames) -> None:
+    """Track landmarks (dlib), fit the 3DMM (eos) and crop every face video once (§7.1); train with data.root=OUT
+    structure.kind=face_normals model.motion_channels=3."""
+    from structvid.data.faces import FaceSource, prepare_face_videos
+
+    if dataset == "videos":
+        sources = [FaceSource.from_video(p) for p in inputs]
+    else:
+        if len(inputs) != 1:
+            raise UserError(f"--dataset {dataset} takes one dataset root, got {len(inputs)} inputs")
+        if dataset == "mug":
+            from structvid.data.mug import AUTHORS_PARTS, authors_split, paper_split, scan_mug
+
+            videos = scan_mug(inputs[0])
+            if part != "all":
+                parts = authors_split(videos, split_lists) if split_lists else paper_split(videos)
+                if part not in parts:
+                    raise UserError(f"--part must be one of all, {', '.join(parts)}, got {part!r}")
+                videos = parts[part]
+        else:
+            from structvid.data.bu4dfe import paper_split, scan_bu4dfe
+
+            videos = scan_bu4dfe(inputs[0])
+            if part != "all":
+                parts = paper_split(videos)
+                if part not in parts:
+                    raise UserError(f"--part must be one of all, {', '.join(parts)}, got {part!r}")
+                videos = parts[part]
+        sources = [FaceSource.from_entry(v) for v in videos]
+    prepare_face_videos(sources, out, size, crop_margin, max_frames)
     click.echo(str(out))
 
 

@@ -164,19 +164,51 @@ def synthetic_faces(out: str | Path, model: MorphableModel, videos: int = 24, fr
 # ---------------------------------------------------------------- real videos
 
 
-def fit_face_video(path: str | Path, fitter, detector=None, max_frames: int | None = None,
-                   chunk: int = 32) -> tuple[np.ndarray, np.ndarray, tuple[int, int], float]:
-    """Track and fit one video: (params (T, P) in source pixels, found (T,) bool, (H, W), fps). Frames are
-    decoded in chunks; only landmarks are kept."""
-    from structvid.io.video import iter_video, video_rate
+@dataclass(frozen=True)
+class FaceSource:
+    """One video to fit: a video file, or a dataset entry's frame files (data/face_videos.py)."""
+
+    name: str
+    label: str  # the expression ("video" when unknown)
+    path: Path  # the file, or the entry's folder (named in errors)
+    frames: tuple[Path, ...] = ()  # frame files (MUG / BU-4DFE); empty: `path` is a video file
+    fps: float = 25.0
+
+    @classmethod
+    def from_entry(cls, entry) -> "FaceSource":
+        return cls(entry.stem, entry.expression, entry.frames[0].parent, tuple(entry.frames))
+
+    @classmethod
+    def from_video(cls, path: str | Path) -> "FaceSource":
+        from structvid.io.video import video_rate
+
+        path = Path(path)
+        return cls(path.stem, "video", path, (), video_rate(path))
+
+    def chunks(self, chunk: int = 32) -> Iterable[np.ndarray]:
+        """(n, H, W, 3) uint8 RGB chunks of the video."""
+        if not self.frames:
+            from structvid.io.video import iter_video
+
+            yield from iter_video(self.path, chunk)
+            return
+        from structvid.io.images import load_image
+
+        for i in range(0, len(self.frames), chunk):
+            yield np.stack([load_image(f) for f in self.frames[i : i + chunk]])
+
+
+def fit_face_video(source: FaceSource, fitter, detector=None, max_frames: int | None = None,
+                   chunk: int = 32) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Track and fit one video: (params (T, P) in source pixels, found (T,) bool, (H, W)). Frames are decoded in
+    chunks; only landmarks are kept."""
     from structvid.structure.faces.landmarks import track_landmarks
 
-    fps = video_rate(path)
     hw: list[tuple[int, int]] = []
 
     def frames() -> Iterable[np.ndarray]:
         done = 0
-        for block in iter_video(path, chunk):
+        for block in source.chunks(chunk):
             if max_frames is not None:
                 block = block[: max_frames - done]
             if not len(block):
@@ -186,46 +218,47 @@ def fit_face_video(path: str | Path, fitter, detector=None, max_frames: int | No
             yield block
 
     lms, found = [], []
-    for lm, ok in track_landmarks(frames(), detector, rate=fps, source=path):
+    for lm, ok in track_landmarks(frames(), detector, rate=source.fps, source=source.path):
         lms.append(lm)
         found.append(ok)
     if not lms:
-        raise UserError("the video has no frames", path)
+        raise UserError("the video has no frames", source.path)
     lm, ok = np.concatenate(lms), np.concatenate(found)
-    params = fitter.fit_video(lm, hw[0], found=ok, rate=fps)
-    return params.astype(np.float32), ok, hw[0], fps
+    params = fitter.fit_video(lm, hw[0], found=ok, rate=source.fps)
+    return params.astype(np.float32), ok, hw[0]
 
 
-def prepare_face_videos(paths: Sequence[str | Path], out: str | Path, size: int = 64, crop_margin: float = 0.15,
+def prepare_face_videos(sources: Sequence[FaceSource], out: str | Path, size: int = 64, crop_margin: float = 0.15,
                         max_frames: int | None = None, model_dir: str | Path | None = None,
                         progress: bool = True) -> Path:
-    """A prepared store of real face videos (see module docstring); the expression label is the parent folder's
-    name for MUG/BU-4DFE layouts, else "video". Written all or nothing."""
-    from structvid.io.video import iter_video
+    """A prepared store of real face videos (see module docstring): landmarks + fit once per video, one square
+    crop per video around its fitted faces. Written all or nothing."""
     from structvid.structure.faces.fitting import FaceFitter
     from structvid.structure.faces.morphable import default_model
     from structvid.structure.faces.normals import FaceNormals
 
+    if not sources:
+        raise UserError("no face videos given")
     model = default_model(str(model_dir) if model_dir else "")
     fitter = FaceFitter(model_dir)
     structure = FaceNormals(model)
     out = Path(out)
-    entries = {}
+    entries: dict[str, dict] = {}
     with atomic_dir(out) as tmp:
-        for path in tqdm(list(paths), desc="fit faces", unit="video", disable=not progress):
-            path = Path(path)
-            params, found, _, _ = fit_face_video(path, fitter, max_frames=max_frames)
+        for src in tqdm(list(sources), desc="fit faces", unit="video", disable=not progress):
+            if src.name in entries:
+                raise UserError(f"two videos are named {src.name!r}: rename one", src.path)
+            params, found, _ = fit_face_video(src, fitter, max_frames=max_frames)
             box = structure.box(params[found] if found.any() else params, crop_margin)  # one square per video
-            affine = crop_affine(box, size)
-            frames = []
-            for block in iter_video(path, 32):
+            frames: list[np.ndarray] = []
+            for block in src.chunks(32):
                 frames.extend(crop_frame(f, box, size) for f in block[: len(params) - len(frames)])
                 if len(frames) >= len(params):
                     break
-            name = path.stem if path.parent.name in ("", ".") else f"{path.parent.name}_{path.stem}"
-            rel = f"videos/{name}.npz"
-            write_npz(tmp / rel, {"frames": np.stack(frames), "params": structure.transform(params, affine),
-                                  "found": found, "box": np.asarray(box), "name": np.array(name)})
-            entries[name] = _entry(rel, len(frames), "video")
-        write_store(tmp, entries, size, crop_margin, "fitted face videos: " + ", ".join(str(p) for p in paths))
+            rel = f"videos/{src.name}.npz"
+            write_npz(tmp / rel, {"frames": np.stack(frames),
+                                  "params": structure.transform(params, crop_affine(box, size)),
+                                  "found": found, "box": np.asarray(box), "name": np.array(src.name)})
+            entries[src.name] = _entry(rel, len(frames), src.label)
+        write_store(tmp, entries, size, crop_margin, "fitted face videos")
     return out

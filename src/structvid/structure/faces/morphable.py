@@ -57,7 +57,9 @@ def require(module: str):
 
 
 def sfm_folder(folder: str | Path | None = None) -> Path:
-    """The folder holding the SFM files: `folder` if given, else the download cache (fetched on first use)."""
+    """The folder holding the SFM files: `folder` if given, else $STRUCTVID_SFM_DIR when set, else the download
+    cache (fetched on first use)."""
+    folder = folder if folder is not None else os.environ.get("STRUCTVID_SFM_DIR") or None
     if folder is not None:
         folder = Path(folder)
         missing = [f for f in SFM_FILES if not (folder / f).is_file()]
@@ -270,8 +272,7 @@ def load_model(spec: str | Path | None = None) -> MorphableModel:
     """`None`/""/"sfm": the SFM ($STRUCTVID_SFM_DIR when set, else the download cache); a folder: SFM files
     there; a `.pkl`: `load_bfm`."""
     if spec is None or str(spec) in ("", "sfm"):
-        env = os.environ.get("STRUCTVID_SFM_DIR")
-        return load_sfm(env or None)
+        return load_sfm(None)
     p = Path(spec)
     if p.suffix == ".pkl":
         return load_bfm(p)
