@@ -224,6 +224,7 @@ class _ArraysOnly(pickle.Unpickler):
         ("numpy", "ndarray"), ("numpy", "dtype"),
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
         ("collections", "OrderedDict"), ("builtins", "set"), ("builtins", "frozenset"),
+        ("_codecs", "encode"),  # protocol-2 pickles store array bytes as latin-1 text: str -> bytes, nothing else
     }
 
     def find_class(self, module: str, name: str):
