@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The face path's 3DMM: the shared Surrey Face Model when present (offline machines), else downloaded once.
+SFM := $(wildcard ../shared/data/sfm)
+FACE_ENV := $(if $(SFM),STRUCTVID_SFM_DIR=$(abspath $(SFM)),)
+
 demo: $(STAMP)
 	$(VENV)/bin/structvid demo --out demo_out
+	$(FACE_ENV) $(VENV)/bin/structvid demo --task face --out demo_out
 
 test: $(STAMP)
 	$(PY) -m pytest -q -x tests

@@ -310,21 +310,49 @@ def retarget(image, reference, out, checkpoint, relative, intensity, head_pose, 
     click.echo(json.dumps({"frames": len(job.reference), "frames_without_face": job.frames_without_face}))
 
 
+def _face_demo(out: Path, checkpoint: Path, faces: Path, device: str, precision: str) -> None:
+    from structvid.io.download import fetch
+    from structvid.io.images import load_image
+    from structvid.pipelines.face_retarget import FaceRetarget, write_retarget
+
+    image, reference = faces / "s42.jpg", faces / "d0.mp4"
+    if not (image.is_file() and reference.is_file()):
+        image, reference = fetch("face_demo_portrait"), fetch("face_demo_reference")
+    rt = FaceRetarget.from_pretrained(checkpoint, device=device, precision=precision)
+    img = load_image(image)
+    job = rt.prepare(img, reference, image_source=image)
+    written = write_retarget(rt, img, job, reference, out / "face.mp4", panel=True)
+    written += write_retarget(rt, img, job, reference, out / "face_pasted.mp4", paste=True)
+    for p in written:
+        click.echo(str(p))
+
+
 @cli.command()
+@click.option("--task", type=click.Choice(["body", "face"]), default="body", show_default=True,
+              help="body: the bundled puppet and the pose LSTM; face: a real portrait retargeted by a real video.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("demo_out"), show_default=True)
-@click.option("--checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR, show_default=False,
-              help="Pipeline folder, G_M run or G_R run (default: the models shipped in the package).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None, show_default=False,
+              help="Pipeline folder, G_M run or G_R run (default: the models shipped in the package for the task).")
 @click.option("--pose-checkpoint", type=click.Path(path_type=Path), default=None, show_default=False,
               help="Pose LSTM run or checkpoint folder (default: the checkpoint's own, else the one shipped).")
+@click.option("--faces", type=click.Path(path_type=Path), default=Path("../shared/data/faces"), show_default=True,
+              help="--task face: folder holding s42.jpg and d0.mp4 (else both are downloaded once, checksums pinned).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help=PRECISION_HELP)
-def demo(out, checkpoint, pose_checkpoint, device, precision) -> None:
-    """Animate the bundled puppet with its pose sequence, and with poses the LSTM forecasts from 10 of them.
+def demo(task, out, checkpoint, pose_checkpoint, faces, device, precision) -> None:
+    """Animate the bundled puppet with its pose sequence, and with poses the LSTM forecasts from 10 of them
+    (--task body); or animate a real portrait with a real reference video's expressions (--task face).
 
-    Writes demo.mp4/.gif + demo_panel.mp4 + demo_frames.png (given poses) and forecast.mp4/.gif +
-    forecast_panel.mp4 (the pose LSTM observes the first 10 poses and forecasts the rest).
+    body writes demo.mp4/.gif + demo_panel.mp4 + demo_frames.png (given poses) and forecast.mp4/.gif +
+    forecast_panel.mp4 (the pose LSTM observes the first 10 poses and forecasts the rest). face writes
+    face.mp4/.gif (the model's crop) + face_panel.mp4 (reference | target | normal maps | output) and
+    face_pasted.mp4/.gif (the face pasted back into the full portrait).
     """
+    if task == "face":
+        _face_demo(out, checkpoint or FACE_DEMO_DIR, faces, device, precision)
+        return
+    checkpoint = checkpoint or DEMO_DIR
     import numpy as np
 
     from structvid.io.files import output_errors
@@ -404,12 +432,15 @@ def refine(video, poses, checkpoint, out, overlap, fps, panel, device, precision
 @click.option("--poses", "pose_run", type=click.Path(path_type=Path), default=None, help="Pose LSTM run or checkpoint folder.")
 @click.option("--overlap", type=click.IntRange(0), default=0, show_default=True,
               help="G_R window overlap the pipeline uses (0 = the paper's non-overlapping windows).")
+@click.option("--crop-margin", type=FiniteFloat(min=0, max=10), default=None,
+              help="Margin around the subject at inference (default: the training data's data.crop_margin).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="New pipeline folder.")
-def export(forecast, refine_run, pose_run, overlap, out) -> None:
+def export(forecast, refine_run, pose_run, overlap, crop_margin, out) -> None:
     """Write one pipeline folder (pipeline.json + forecaster / refiner / pose_lstm files) for from_pretrained."""
     from structvid.pipelines.export import export_pipeline
 
-    click.echo(str(export_pipeline(out, forecast, refine_run, pose_run, window_overlap=overlap)))
+    click.echo(str(export_pipeline(out, forecast, refine_run, pose_run, window_overlap=overlap,
+                                   crop_margin=crop_margin)))
 
 
 # ---------------------------------------------------------------- evaluate

@@ -35,6 +35,15 @@ KNOWN: dict[str, RemoteFile] = {
     # C_1 of Eq. 21 (§7.3): torchvision's ImageNet VGG16; its name carries the SHA-256 prefix torchvision checks.
     "vgg16": RemoteFile("https://download.pytorch.org/models/vgg16-397923af.pth", "vgg16-397923af.pth",
                         "397923af", "VGG16 ImageNet weights (torchvision layout) for the feature loss"),
+    # `structvid demo --task face` without ../shared/data/faces: LivePortrait's MIT-licensed examples (a portrait and
+    # a driving video), pinned by the checksums of the copies the demo was made with
+    "face_demo_portrait": RemoteFile(
+        "https://raw.githubusercontent.com/KwaiVGI/LivePortrait/main/assets/examples/source/s42.jpg", "s42.jpg",
+        "163513ea9635bf2693f0252c2c1e0fae288f4bfd64f16f072058c7d679563911", "the face demo's portrait (LivePortrait, MIT)"),
+    "face_demo_reference": RemoteFile(
+        "https://raw.githubusercontent.com/KwaiVGI/LivePortrait/main/assets/examples/driving/d0.mp4", "d0.mp4",
+        "63f6f9962e1fdf6e6722172e7a18155204858d5d5ce3b1e0646c150360c33bed", "the face demo's reference video "
+        "(LivePortrait, MIT)"),
 }
 
 

@@ -22,8 +22,12 @@ from structvid.pipelines.image_to_video import MANIFEST, PipelineManifest
 
 
 def export_pipeline(out: str | Path, forecast: str | Path, refine: str | Path | None = None,
-                    poses: str | Path | None = None, window_overlap: int = 0) -> Path:
-    """Copy the stages of the given runs (or checkpoint / pipeline folders) into one pipeline folder `out`."""
+                    poses: str | Path | None = None, window_overlap: int = 0, crop_margin: float | None = None) -> Path:
+    """Copy the stages of the given runs (or checkpoint / pipeline folders) into one pipeline folder `out`.
+
+    `crop_margin` replaces the training data's margin for inference: a face video is cropped once around all
+    its frames' faces, so a single portrait needs a larger margin for its face to appear as large as in training
+    (data/faces.py; the face demo measures it)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise UserError("output folder exists and is not empty", out)
@@ -71,7 +75,8 @@ def export_pipeline(out: str | Path, forecast: str | Path, refine: str | Path | 
                             f"({f.resolution}px, {f.motion_channels})", sources["refiner"][0])
     manifest = PipelineManifest(forecaster="forecaster", refiner="refiner" if "refiner" in sources else None,
                                 pose_lstm="pose_lstm" if "pose_lstm" in sources else None,
-                                structure=dict(structure), crop_margin=margin, window_overlap=window_overlap)
+                                structure=dict(structure), crop_margin=margin if crop_margin is None else crop_margin,
+                                window_overlap=window_overlap)
     with output_errors(out), atomic_dir(out) as tmp:
         for stage, (folder, stem) in sources.items():
             for suffix in (".safetensors", ".json"):
