@@ -532,6 +532,30 @@ def evaluate_poses_cmd(checkpoint, data_root, out_dir, heldout, actions, horizon
                            "num_sequences": result["num_sequences"]}))
 
 
+@evaluate.command("retarget")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=FACE_DEMO_DIR,
+              help="Face pipeline folder or run (default: the face models shipped in the package).")
+@click.option("--image", "images", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="A target portrait (repeat the option for several).")
+@click.option("--reference", "references", type=click.Path(path_type=Path), multiple=True, required=True,
+              help="A reference video (repeat the option for several); every portrait is driven by every reference.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True)
+@click.option("--max-frames", type=POSITIVE_INT, default=None, help="At most this many frames per reference.")
+@click.option("--relative/--absolute", default=True, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+def evaluate_retarget_cmd(checkpoint, images, references, out_dir, max_frames, relative, device) -> None:
+    """ACD-I / ACD-C (§7.2, Table 4) of retargeted videos, with the real references' own scores ("Reference")."""
+    from structvid.metrics.face_eval import evaluate_retarget, write_face_report
+    from structvid.pipelines.face_retarget import FaceRetarget
+    from structvid.structure.faces.transfer import TransferSettings
+
+    rt = FaceRetarget.from_pretrained(checkpoint, device=device)
+    result = evaluate_retarget(rt, list(images), list(references), max_frames,
+                               TransferSettings(mode="relative" if relative else "absolute"))
+    write_face_report(result, out_dir)
+    click.echo(json.dumps({k: result[k] for k in result if not isinstance(result[k], (list, dict))}))
+
+
 @evaluate.command("video")
 @click.option("--protocol", type=click.Choice(["penn", "h36m"]), required=True,
               help="penn: Table 7 / Fig. 10 (MSE, PSNR over 32 frames); h36m: Table 6 / Fig. 9 (PSNR-Next, "
@@ -791,6 +815,26 @@ def bench_refine_cmd(width, resolution, clip_length, batch, steps, device, preci
 
     print_report(bench_refine(width, resolution, clip_length, batch, steps, device, precision,
                               pipeline=checkpoint if end_to_end else None, frames=frames))
+
+
+@bench.command("faces")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="A face pipeline to time end to end (default: random G_Ms at the face demo's widths, 64 and 128).")
+@click.option("--video", type=click.Path(path_type=Path), default=Path("../shared/data/faces/d3.mp4"), show_default=True)
+@click.option("--image", type=click.Path(path_type=Path), default=Path("../shared/data/faces/s42.jpg"), show_default=True)
+@click.option("--frames", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--long/--no-long", default=True, show_default=True,
+              help="Also measure peak memory over a 5-minute reference (the video looped; ~5 minutes).")
+@click.option("--long-seconds", type=FiniteFloat(min=1), default=300.0, show_default=True)
+def bench_faces_cmd(checkpoint, video, image, frames, long, long_seconds) -> None:
+    """Landmarks + fit per frame, normal maps/s at 64 and 128, retarget frames/s end to end, peak memory for a
+    10-second and a 5-minute reference: one JSON line."""
+    from structvid.bench import print_report
+    from structvid.faces_bench import bench_faces
+    from structvid.pipelines.face_retarget import FaceRetarget
+
+    rt = FaceRetarget.from_pretrained(checkpoint) if checkpoint else None
+    print_report(bench_faces(rt, video, image, frames=frames, skip_long=not long, long_seconds=long_seconds))
 
 
 @bench.command("puppet")

@@ -139,12 +139,17 @@ class FaceNormals(Structure):
         """The square (cx, cy, side) around the projected mesh of every frame (what the normal map covers),
         enlarged by `margin` on each side."""
         m = self.model
-        verts = FaceParams.unpack(np.asarray(params, np.float32), m.n_id, m.n_exp).vertices(m)  # (T, V, 3)
-        xy = verts[..., :2].reshape(-1, 2)
-        xy = xy[np.isfinite(xy).all(1)]
-        if not len(xy):
+        params = np.asarray(params, np.float32).reshape(-1, m.num_params)
+        lo, hi = np.full(2, np.inf), np.full(2, -np.inf)
+        for i in range(0, len(params), 256):  # blocks: memory flat in the number of frames (~0.1 MB a frame)
+            verts = FaceParams.unpack(params[i : i + 256], m.n_id, m.n_exp).vertices(m)  # (n, V, 3)
+            xy = verts[..., :2].reshape(-1, 2)
+            xy = xy[np.isfinite(xy).all(1)]
+            if len(xy):
+                lo, hi = np.minimum(lo, xy.min(0)), np.maximum(hi, xy.max(0))
+        if not np.isfinite(lo).all():
             raise UserError("no finite face vertices to frame")
-        (x1, y1), (x2, y2) = xy.min(0), xy.max(0)
+        (x1, y1), (x2, y2) = lo, hi
         side = max(x2 - x1, y2 - y1) * (1 + 2 * margin)
         return float(x1 + x2) / 2, float(y1 + y2) / 2, max(float(side), 1.0)
 
