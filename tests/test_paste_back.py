@@ -93,3 +93,21 @@ def test_box_outside_the_image_and_bad_shapes():
         paste_back(IMAGE, crop, BOXES[0], np.ones((S, S + 1)))
     with pytest.raises(ValueError, match="image"):
         paste_back(IMAGE.astype(np.float32), crop, BOXES[0], np.ones((S, S)))
+
+
+def test_paste_back_with_reference_adds_only_the_change():
+    """With the input crop as reference, an unchanged crop leaves the full-resolution image exactly as it was
+    (no blur), and a changed pixel block moves the image by the change."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)  # full of detail a 32-pixel crop cannot hold
+    box = (80.0, 60.0, 96.0)
+    crop = crop_frame(image, box, 32)
+    same = paste_back_many(image, crop[None], box, np.ones((32, 32)), reference=crop)[0]
+    np.testing.assert_array_equal(same, image)
+    brighter = np.clip(crop.astype(int) + 40, 0, 255).astype(np.uint8)
+    out = paste_back_many(image, brighter[None], box, np.ones((32, 32)), reference=crop)[0]
+    inner = (slice(50, 70), slice(70, 90))
+    moved = out[inner].astype(int) - image[inner].astype(int)
+    assert np.median(moved) > 25  # the change arrived (clipped where the image was already bright)
+    blurred = paste_back_many(image, crop[None], box, np.ones((32, 32)))[0]
+    assert np.abs(blurred[inner].astype(int) - image[inner]).mean() > 20  # without it the detail is lost

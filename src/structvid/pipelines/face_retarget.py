@@ -101,9 +101,9 @@ def box_of(affine: np.ndarray, size: int) -> tuple[float, float, float]:
 def write_retarget(retarget: FaceRetarget, image: np.ndarray, job: RetargetJob, reference: str | Path, out: Path,
                    panel: bool = False, paste: bool = False, fps: float | None = None) -> list[Path]:
     """Write OUT (the reference's audio kept when it has one), OUT.gif (preview) and with `panel` OUT_panel.mp4:
-    reference | target | normal maps | output (coarse | refined when G_R ran). `paste`: the generated face is
-    blended back into the full-resolution portrait (structure.framing.paste_back). All files appear together
-    when complete, or none."""
+    reference | target | normal maps | output (coarse | refined when G_R ran). `paste`: what the model changed in
+    the face is added back into the full-resolution portrait (structure.framing.paste_back_many with the input
+    crop as reference). All files appear together when complete, or none."""
     import tempfile
 
     from structvid.io.video import (GIF_PREVIEW_FRAMES, VideoWriter, copy_audio, iter_video, side_by_side,
@@ -126,7 +126,7 @@ def write_retarget(retarget: FaceRetarget, image: np.ndarray, job: RetargetJob, 
                 frames = part.frames
                 if paste:
                     region = (np.abs(part.conditions) > 0).any(axis=1).astype(np.float32)  # (T, S, S) face pixels
-                    frames = paste_back_many(image, frames, box_of(part.affine, s), region)
+                    frames = paste_back_many(image, frames, box_of(part.affine, s), region, reference=part.input_frame)
                 silent.write(frames)
                 if preview.count < GIF_PREVIEW_FRAMES:
                     preview.write(frames)

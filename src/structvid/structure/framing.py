@@ -69,7 +69,7 @@ def _paste_window(shape: tuple[int, int], box: tuple[float, float, float],
 
 
 def paste_back_many(image: np.ndarray, crops: np.ndarray, box: tuple[float, float, float], regions: np.ndarray,
-                    feather: float = PASTE_FEATHER) -> np.ndarray:
+                    feather: float = PASTE_FEATHER, reference: np.ndarray | None = None) -> np.ndarray:
     """Paste generated crops (T, S, S, 3) back into one full-resolution uint8 image (H, W, 3): (T, H, W, 3).
 
     The inverse of `crop_frame`: each crop goes back through the inverse of `crop_affine(box, S)` (bilinear),
@@ -80,6 +80,10 @@ def paste_back_many(image: np.ndarray, crops: np.ndarray, box: tuple[float, floa
     spread of its edge), and Gaussian-blurred within r (sigma r / 3), so the seam fades over ~r pixels and
     the blend weight is exactly 0 outside the region: there the image is kept bit-exact. Where the region meets the image's
     border it is not eroded (a face cut by the frame stays pasted to the edge).
+
+    `reference` (S, S, 3): the crop the crops were made from (the network's input frame). Then only the change
+    crop − reference is pasted (added to the image, upsampled the same way): a 64-pixel model then alters the
+    full-resolution portrait only where it changed the face, instead of blurring all of it.
     """
     image, crops, regions = np.asarray(image), np.asarray(crops), np.asarray(regions)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -106,6 +110,10 @@ def paste_back_many(image: np.ndarray, crops: np.ndarray, box: tuple[float, floa
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 3, 2 * r + 3))
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     original = image[y0:y1, x0:x1].astype(np.float32)
+    base = None
+    if reference is not None:
+        base = cv2.warpAffine(np.asarray(reference, np.float32), affine, window, flags=flags,
+                              borderMode=cv2.BORDER_REPLICATE)
     for i in range(t):
         pasted = cv2.warpAffine(crops[i].astype(np.float32), affine, window, flags=flags,
                                 borderMode=cv2.BORDER_REPLICATE)
@@ -119,7 +127,10 @@ def paste_back_many(image: np.ndarray, crops: np.ndarray, box: tuple[float, floa
         if not inside.any():
             continue
         m = mask[inside][:, None]  # (N, 1)
-        blend = original[inside] * (1 - m) + pasted[inside] * m
+        if base is None:
+            blend = original[inside] * (1 - m) + pasted[inside] * m
+        else:  # only what the model changed
+            blend = original[inside] + (pasted[inside] - base[inside]) * m
         out[i, y0:y1, x0:x1][inside] = np.clip(np.rint(blend), 0, 255).astype(np.uint8)
     return out
 
