@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# CPU wheel of torch (on disk on our machines); GPU users: see README "Installation".
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,faces]'
+	$(PY) -m pip install -q -e '.[test,faces,app]'
 	touch $(STAMP)
 
 install: $(STAMP)
