@@ -38,29 +38,24 @@ def prepare_temp(jobs: h.Jobs) -> Path:
     return folder
 
 
-def _components():
-    """gr.Image / gr.Video that hand the handler the uploaded file as it is: the handlers read and check it
-    (gradio's own Image preprocessing would fail on a file that is not an image before our message could)."""
-    import gradio as gr
+def _raw(component):
+    """Make a gr.Image / gr.Video hand the handler the uploaded file as it is: the handlers read and check it
+    (gradio's own Image preprocessing would fail on a file that is not an image before our message could). The
+    instance's method is replaced, not the class subclassed: gradio writes a .pyi stub beside every module that
+    defines a component class."""
+    import types
+
     from gradio import image_utils
 
-    class RawImage(gr.Image):
-        is_template = True  # the browser side is gr.Image's
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if getattr(payload, "url", None) and payload.url.startswith("data:"):  # a webcam snapshot sent inline
+            return image_utils.decode_base64_to_file(payload.url, self.GRADIO_CACHE, "png")
+        return payload.path
 
-        def preprocess(self, payload):
-            if payload is None:
-                return None
-            if payload.url and payload.url.startswith("data:"):  # a webcam snapshot sent inline
-                return image_utils.decode_base64_to_file(payload.url, self.GRADIO_CACHE, "png")
-            return payload.path
-
-    class RawVideo(gr.Video):
-        is_template = True
-
-        def preprocess(self, payload):
-            return None if payload is None else payload.path
-
-    return RawImage, RawVideo
+    component.preprocess = types.MethodType(preprocess, component)
+    return component
 
 
 def build_page(settings: h.AppSettings | None = None, jobs: h.Jobs | None = None):
@@ -69,7 +64,12 @@ def build_page(settings: h.AppSettings | None = None, jobs: h.Jobs | None = None
     prepare_temp(jobs)
     import gradio as gr
 
-    RawImage, RawVideo = _components()
+    def RawImage(**kwargs):  # noqa: N802 - stands for a component class
+        return _raw(gr.Image(**kwargs))
+
+    def RawVideo(**kwargs):  # noqa: N802
+        return _raw(gr.Video(**kwargs))
+
     limits = jobs.settings.limits
 
     def wrap(fn, outputs: int):
