@@ -262,6 +262,7 @@ class Jobs:
             self._owner = owner
             job = _Job(self.settings.limits, checked)
             try:
+                job.stage("loading the models", 0.0)  # the first job also imports the pipelines
                 return work(job)
             except JobCancelled:
                 log.info("job cancelled")
@@ -326,7 +327,6 @@ class Jobs:
             from structvid.io.images import load_image
             from structvid.io.poses import load_poses
 
-            job.stage("loading the models", 0.0)
             pipe = self.body_pipeline(refine)
             job.stage("reading the photo")
             img = load_image(job.upload(image, "photo"))
@@ -375,7 +375,6 @@ class Jobs:
             from structvid.io.poses import load_poses
             from structvid.io.video import iter_video, video_rate
 
-            job.stage("loading the models", 0.0)
             pipe = self.body_pipeline(True)
             if pipe.refiner is None:
                 raise UserError("has no refiner (G_R): train one with `structvid train refine`",
@@ -409,7 +408,6 @@ class Jobs:
             from structvid.pipelines.face_retarget import write_retarget
             from structvid.structure.faces.transfer import TransferSettings
 
-            job.stage("loading the models", 0.0)
             settings = TransferSettings(mode="relative" if relative else "absolute", intensity=float(intensity),
                                         head_pose=bool(head_pose))
             rt = self.face_retarget(refine)
