@@ -115,3 +115,14 @@ def test_retarget_refuses_a_body_checkpoint_and_picks_the_largest_face(face_run,
     assert main(["retarget", "--checkpoint", str(face_run), "--image", str(bad_files / "two.jpg"), "--face", "largest",
                  "--reference", str(faces / "d0.mp4"), "--max-frames", "2", "--out", str(tmp_path / "two.mp4"),
                  "--device", "cpu"]) == 0
+
+
+def test_face_demo_writes_crop_panel_and_pasted_videos(face_run, shared_data, tmp_path, capsys):
+    assert main(["demo", "--task", "face", "--checkpoint", str(face_run), "--faces", str(shared_data / "faces"),
+                 "--out", str(tmp_path), "--device", "cpu"]) == 0, capsys.readouterr().err
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["face.gif", "face.mp4", "face_panel.mp4", "face_pasted.gif", "face_pasted.mp4"]
+    kinds, n = streams(tmp_path / "face_pasted.mp4")
+    assert n == 78  # every frame of d0
+    with av.open(str(tmp_path / "face_pasted.mp4")) as c:
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (512, 512)  # s42's own size
