@@ -257,8 +257,9 @@ def test_app_command_refuses_bad_limits(capsys):
 def test_app_command_binds_localhost_unless_told_and_warns_on_all_interfaces(monkeypatch, tmp_path, capsys):
     pytest.importorskip("gradio")
     import structvid.app.page as page
-    from structvid.app.cli import main as app_main
+    from structvid.app.cli import main as app_main, model_threads
 
+    assert (model_threads(1), model_threads(2), model_threads(8)) == (1, 1, 7)
     served = []
     made = []
 
@@ -269,11 +270,13 @@ def test_app_command_binds_localhost_unless_told_and_warns_on_all_interfaces(mon
     monkeypatch.setattr(page, "build_page", fake_build)
     monkeypatch.setattr(signal, "signal", lambda *args: None)  # the command's SIGTERM handler: not in pytest
     monkeypatch.setattr(page, "launch", lambda demo, jobs, host, port: served.append((host, port, jobs.settings)))
-    assert app_main(["--max-seconds", "5", "--max-upload-mb", "2"]) == 0
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: served.append(("threads", n)))
+    assert app_main(["--max-seconds", "5", "--max-upload-mb", "2", "--threads", "3"]) == 0
+    assert served.pop(0) == ("threads", 3)
     assert served[0][:2] == ("127.0.0.1", 7860) and served[0][2].limits == h.Limits(max_upload_mb=2, max_seconds=5)
     assert "warning" not in capsys.readouterr().err
     assert app_main(["--host", "0.0.0.0", "--port", "8080"]) == 0
-    assert served[1][:2] == ("0.0.0.0", 8080)
+    assert served[1] == ("threads", model_threads()) and served[2][:2] == ("0.0.0.0", 8080)
     assert "warning: listening on all interfaces" in capsys.readouterr().err
     for j in made:
         j.close()

@@ -1,7 +1,8 @@
 """The web page in a real browser: `structvid app` started on a free localhost port, Debian's chromium driven by
 Playwright (its `executable_path`, no browser download). Skipped when gradio, playwright or chromium is missing.
 
-Set STRUCTVID_APP_SCREENSHOTS=docs/img to keep the tabs' screenshots (app.png, app_retarget.png, app_refine.png).
+Set STRUCTVID_APP_SCREENSHOTS=docs/img to keep the tabs' screenshots (app.png, app_retarget.png, app_refine.png);
+the retarget tab then also runs its example when the face models are bundled.
 """
 
 import os
@@ -169,6 +170,13 @@ def test_refine_example_and_the_other_tabs(page, tmp_path):
     keep(tmp_path / "refine.png", "app_refine.png")
     page.get_by_role("tab", name="Retarget a face").click()
     page.wait_for_selector("#retarget-run")
+    if os.environ.get("STRUCTVID_APP_SCREENSHOTS") and h.FACE_DEMO_DIR.is_dir() and h.example_faces():
+        # for the README's picture, the face example too (needs the bundled face models and dlib / eos)
+        page.get_by_text("LivePortrait's s42.jpg and d0.mp4 (MIT)").click()
+        page.wait_for_selector("#retarget-reference video")
+        page.click("#retarget-run")
+        page.wait_for_selector("#retarget-panel video[src]", timeout=4 * TIMEOUT_MS)
+        page.evaluate(FIRST_FRAME, "#retarget-panel video")
     page.screenshot(path=tmp_path / "retarget.png", full_page=True)
     keep(tmp_path / "retarget.png", "app_retarget.png")
 

@@ -168,6 +168,7 @@ class _Job:
         self.start = self._mark = time.perf_counter()
         self.stages: list[tuple[str, float]] = []
         self._stage: str | None = None
+        self._fraction = 0.0
 
     def close(self) -> None:
         self._tmp.cleanup()
@@ -181,7 +182,10 @@ class _Job:
         self.report(fraction, name)
 
     def report(self, fraction: float | None, text: str) -> None:
-        self._progress(fraction, text)
+        """Report progress; a stage without its own measure keeps the last fraction (the page shows the name
+        only beside a fraction)."""
+        self._fraction = self._fraction if fraction is None else fraction
+        self._progress(self._fraction, text)
 
     def finish(self) -> float:
         """Close the last stage; seconds since the job started."""
