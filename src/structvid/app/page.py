@@ -72,7 +72,7 @@ def build_page(settings: h.AppSettings | None = None, jobs: h.Jobs | None = None
 
     limits = jobs.settings.limits
 
-    def wrap(fn, outputs: int):
+    def wrap(fn):
         """A page handler: progress with stage names, the job's owner for Cancel, errors as one line."""
 
         def run(args, request, progress):
@@ -82,7 +82,7 @@ def build_page(settings: h.AppSettings | None = None, jobs: h.Jobs | None = None
             try:
                 r = fn(*args, progress=say, owner=getattr(request, "session_hash", None))
             except h.JobCancelled:
-                return (None,) * (outputs - 1) + ("Cancelled.",)
+                return None, None, "Cancelled."
             except Exception as e:  # noqa: BLE001 - every failure is one line on the page; the page goes on
                 if not isinstance(e, (h.UserError, OSError, MemoryError)):
                     h.log.exception("job failed")
@@ -91,7 +91,7 @@ def build_page(settings: h.AppSettings | None = None, jobs: h.Jobs | None = None
 
         return run
 
-    animate_job, retarget_job, refine_job = (wrap(jobs.animate, 3), wrap(jobs.retarget, 3), wrap(jobs.refine, 3))
+    animate_job, retarget_job, refine_job = wrap(jobs.animate), wrap(jobs.retarget), wrap(jobs.refine)
 
     def animate(image, source, motion, pose_file, frames, refine, request: gr.Request, progress=gr.Progress()):
         return animate_job((image, source, motion, pose_file, int(frames), refine), request, progress)
