@@ -11,6 +11,14 @@ if SFM.is_dir():  # the face path's 3DMM: the shared Surrey Face Model instead o
 
 
 @pytest.fixture(scope="session")
+def faces(shared_data) -> Path:
+    """The shared real portraits and videos (../shared/data/faces)."""
+    if not (shared_data / "faces" / "s42.jpg").is_file():
+        pytest.skip("shared face images not found")
+    return shared_data / "faces"
+
+
+@pytest.fixture(scope="session")
 def sfm_model():
     """The Surrey Face Model (MorphableModel), or a skip when the shared copy or eos-py is missing."""
     if not SFM.is_dir():

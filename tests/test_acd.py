@@ -11,13 +11,6 @@ from structvid.metrics.acd import FaceEmbedder, acd  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def faces(shared_data):
-    if not (shared_data / "faces" / "s42.jpg").is_file():
-        pytest.skip("shared face images not found")
-    return shared_data / "faces"
-
-
-@pytest.fixture(scope="module")
 def embedder():
     return FaceEmbedder()
 

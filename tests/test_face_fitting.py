@@ -20,13 +20,6 @@ MAX_REPROJECTION = 0.03  # of the face width
 
 
 @pytest.fixture(scope="module")
-def faces(shared_data):
-    if not (shared_data / "faces" / "s42.jpg").is_file():
-        pytest.skip("shared face images not found")
-    return shared_data / "faces"
-
-
-@pytest.fixture(scope="module")
 def portraits(faces):
     return {n: load_image(faces / f"{n}.jpg") for n in HUMANS}
 

@@ -897,6 +897,11 @@ def bench_quality_cmd(penn_labels, work, out, steps, refine_steps, max_videos, f
     click.echo(json.dumps(summary_line(result)))
 
 
+from structvid.app.cli import app_command  # noqa: E402  (light: gradio is imported when the page starts)
+
+cli.add_command(app_command, "app")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="structvid", standalone_mode=False)
