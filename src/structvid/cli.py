@@ -146,52 +146,10 @@ def train_refine_cmd(**kwargs) -> None:
 
 
 def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=None, structure=None) -> list[Path]:
-    """MP4 + GIF preview of the generated frames, and optionally the input | condition | output | mask panel
-    (input | condition | coarse | refined | mask when G_R refined G_M's frames; the mask is then G_R's, Eq. 15).
+    """MP4 + GIF preview (+ panel): `pipelines.render.write_outputs`."""
+    from structvid.pipelines.render import write_outputs
 
-    `chunks` are the pipeline's VideoOutputs (`pipe.stream`): each is encoded and its panel built as it comes,
-    so memory does not grow with the video's length; the GIF keeps the first GIF_PREVIEW_FRAMES frames. The
-    files are staged in `files` (`video_files`): they appear together when the command succeeds, or not at
-    all. With `observed` poses (pose forecasting) the panel's first column shows the observed skeletons over
-    the input and the second the forecast skeleton over each generated frame.
-    """
-    import itertools
-
-    import numpy as np
-
-    from structvid.data.clips import apply_affine
-    from structvid.data.skeleton import draw_skeleton
-    from structvid.io.images import heatmap_to_rgb
-    from structvid.io.video import GIF_PREVIEW_FRAMES, side_by_side
-
-    chunks = iter(chunks)
-    first = next(chunks)  # a bad input fails here, before any file is created
-    gif, panel_path = mp4.with_suffix(".gif"), mp4.with_name(mp4.stem + "_panel.mp4")
-    video, preview = files.video(mp4, fps), files.video(gif, fps, max_frames=GIF_PREVIEW_FRAMES)
-    panel_video = files.video(panel_path, fps) if panel else None
-    refined = first.coarse is not None
-    still, labels = first.input_frame, ["input", "condition"] + (["coarse", "refined"] if refined else ["output"])
-    if observed is not None and first.params is not None:
-        still = first.input_frame.copy()
-        for j in apply_affine(observed, first.affine):  # observed joints in output pixels
-            still = draw_skeleton(still, j, color=(60, 120, 255))
-        labels[:2] = ["observed", "forecast"]
-    if (first.refine_masks if refined else first.masks) is not None:
-        labels.append("mask")
-    for out in itertools.chain([first], chunks):
-        video.write(out.frames)
-        if preview.count < GIF_PREVIEW_FRAMES:
-            preview.write(out.frames)
-        if panel_video is None:
-            continue
-        cols = [still, (structure.to_rgb if structure else heatmap_to_rgb)(out.conditions)] + ([out.coarse, out.frames] if refined else [out.frames])
-        if labels[1] == "forecast":
-            cols[1] = np.stack([draw_skeleton(f, j, color=(255, 60, 60)) for f, j in zip(out.frames, out.params)])
-        mask = out.refine_masks if refined else out.masks
-        if mask is not None:
-            cols.append(heatmap_to_rgb(mask[:, None]))
-        panel_video.write(side_by_side(cols, labels, scale=4 if out.frames.shape[1] <= 64 else 2))
-    return [mp4, gif] + ([panel_path] if panel else [])
+    return write_outputs(files, chunks, mp4, fps, panel, observed=observed, structure=structure)
 
 
 @cli.command()

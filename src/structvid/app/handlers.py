@@ -426,7 +426,7 @@ class Jobs:
             job.stage(f"transferring expressions ({settings.mode}), G_M" + (" + G_R" if rt.pipe.refiner else ""), 0.0)
             out = job.dir / "retarget.mp4"
             written = write_retarget(_Reporting(rt, job, total), img, fit, ref_path, out, panel=True,
-                                     paste=bool(paste_back))
+                                     paste=bool(paste_back), gif=False)
             video, panel = written[0], written[-1]
             how = (f"{settings.mode} expression transfer from {total} reference frames (intensity {intensity:g}"
                    f"{', head pose' if head_pose else ''}); {fit.frames_without_face} frames without a face"
@@ -443,49 +443,20 @@ class Jobs:
         """The video and its panel, encoded chunk by chunk as `structvid generate --panel` writes them
         (cli._write_outputs): input | condition | coarse | refined | mask (observed | forecast | ... with
         forecast poses); for a refined video: coarse | refined | mask."""
-        from structvid.data.skeleton import draw_skeleton
-        from structvid.io.images import heatmap_to_rgb
-        from structvid.io.video import side_by_side, video_files
-        from structvid.structure.framing import apply_affine
+        from structvid.io.video import video_files
+        from structvid.pipelines.render import write_outputs
 
         fps = fps or job.limits.fps
         stage = ("G_R refining clips of K frames (Eq. 15)" if refine_only else
                  "G_M coarse frames (Eq. 7-8)" + (" + G_R refining clips (Eq. 15)" if pipe.refiner else ""))
         job.stage(stage, 0.0)
-        chunks = iter(chunks)
-        first = next(chunks)  # a bad input fails here, before any file is written
-        refined = first.coarse is not None
-        still = first.input_frame
-        labels = ["input", "condition"] + (["coarse", "refined"] if refined else ["output"])
-        if observed is not None and first.params is not None:
-            still = first.input_frame.copy()
-            for j in apply_affine(observed, first.affine):  # the observed skeletons over the input
-                still = draw_skeleton(still, j, color=(60, 120, 255))
-            labels[:2] = ["observed", "forecast"]
-        mask_of = (lambda o: o.refine_masks) if refined else (lambda o: o.masks)
-        if mask_of(first) is not None:
-            labels.append("mask")
-        if refine_only:
-            labels = ["coarse", "refined"] + (["mask"] if mask_of(first) is not None else [])
-        video_path, panel_path = job.dir / f"{name}.mp4", job.dir / f"{name}_panel.mp4"
-        done = 0
+        video_path = job.dir / f"{name}.mp4"
         with video_files() as files:
-            video, panel = files.video(video_path, fps), files.video(panel_path, fps)
-            for out in itertools.chain([first], chunks):
-                video.write(out.frames)
-                cols = [out.coarse, out.frames] if refined else [out.frames]
-                if not refine_only:
-                    cond = pipe.structure.to_rgb(out.conditions)
-                    if labels[1] == "forecast":
-                        cond = np.stack([draw_skeleton(f, j, color=(255, 60, 60)) for f, j in zip(out.frames, out.params)])
-                    cols = [still, cond] + cols
-                if mask_of(out) is not None:
-                    cols.append(heatmap_to_rgb(mask_of(out)[:, None]))
-                panel.write(side_by_side(cols, labels, scale=4 if out.frames.shape[1] <= 64 else 2))
-                done += len(out.frames)
-                job.report(done / total, f"{stage}: frame {done}/{total}")
+            written = write_outputs(files, chunks, video_path, fps, panel=True, observed=observed,
+                                    structure=pipe.structure, gif=False, refine_only=refine_only,
+                                    on_chunk=lambda done: job.report(done / total, f"{stage}: frame {done}/{total}"))
             job.stage("finishing the videos")
-        return video_path, panel_path
+        return written[0], written[-1]
 
     def _result(self, job: _Job, pipe, video: Path, panel: Path, frames: int, how: str,
                 fps: float | None = None, stages: str = "G_M") -> JobResult:

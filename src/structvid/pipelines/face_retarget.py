@@ -99,7 +99,7 @@ def box_of(affine: np.ndarray, size: int) -> tuple[float, float, float]:
 
 
 def write_retarget(retarget: FaceRetarget, image: np.ndarray, job: RetargetJob, reference: str | Path, out: Path,
-                   panel: bool = False, paste: bool = False, fps: float | None = None) -> list[Path]:
+                   panel: bool = False, paste: bool = False, fps: float | None = None, gif: bool = True) -> list[Path]:
     """Write OUT (the reference's audio kept when it has one), OUT.gif (preview) and with `panel` OUT_panel.mp4:
     reference | target | normal maps | output (coarse | refined when G_R ran). `paste`: what the model changed in
     the face is added back into the full-resolution portrait (structure.framing.paste_back_many with the input
@@ -116,10 +116,10 @@ def write_retarget(retarget: FaceRetarget, image: np.ndarray, job: RetargetJob, 
     structure = pipe.structure
     ref_box = structure.box(job.reference[job.found] if job.found.any() else job.reference, pipe.crop_margin)
     ref_frames = (crop_frame(f, ref_box, s) for block in iter_video(reference, 32) for f in block)
-    gif, panel_path = out.with_suffix(".gif"), out.with_name(out.stem + "_panel.mp4")
+    gif_path, panel_path = out.with_suffix(".gif"), out.with_name(out.stem + "_panel.mp4")
     with video_files() as files, tempfile.TemporaryDirectory() as tmp:
         silent = VideoWriter(Path(tmp) / "silent.mp4", fps, name=out)
-        preview = files.video(gif, fps, max_frames=GIF_PREVIEW_FRAMES)
+        preview = files.video(gif_path, fps, max_frames=GIF_PREVIEW_FRAMES) if gif else None
         panel_video = files.video(panel_path, fps) if panel else None
         try:
             for part in retarget.stream(image, job):
@@ -128,7 +128,7 @@ def write_retarget(retarget: FaceRetarget, image: np.ndarray, job: RetargetJob, 
                     region = (np.abs(part.conditions) > 0).any(axis=1).astype(np.float32)  # (T, S, S) face pixels
                     frames = paste_back_many(image, frames, box_of(part.affine, s), region, reference=part.input_frame)
                 silent.write(frames)
-                if preview.count < GIF_PREVIEW_FRAMES:
+                if preview is not None and preview.count < GIF_PREVIEW_FRAMES:
                     preview.write(frames)
                 if panel_video is not None:
                     refs = np.stack([next(ref_frames) for _ in range(len(part.frames))])
@@ -142,4 +142,4 @@ def write_retarget(retarget: FaceRetarget, image: np.ndarray, job: RetargetJob, 
             silent.abort()
             raise
         copy_audio(Path(reference), Path(tmp) / "silent.mp4", files.temp_path(out))
-    return [out, gif] + ([panel_path] if panel else [])
+    return [out] + ([gif_path] if gif else []) + ([panel_path] if panel else [])
