@@ -125,3 +125,16 @@ def test_face_training_on_synthetic_store_then_pipeline(face_store, tmp_path):
     pipe = ImageToVideoPipeline.from_pretrained(tmp_path / "run", device="cpu")
     assert pipe.structure.name == "face_normals" and pipe.forecaster.config.motion_channels == 3
     assert (tmp_path / "run" / "samples").is_dir()
+
+    # stage 2 (§6) on the same faces: G_R on normal maps, then the G_R run loads as a whole face pipeline
+    from structvid.config import RefineExperimentConfig
+    from structvid.training.tasks import train_refiner
+    from tests.test_refine_task import REFINE_TINY
+
+    rcfg = load_config(RefineExperimentConfig, None, [
+        f"data.root={face_store}", f"data.forecaster={tmp_path / 'run'}", f"data.cache={tmp_path / 'cache'}",
+        *REFINE_TINY, "structure.kind=face_normals", "model.motion_channels=3", "critic.video.motion_channels=3",
+        "critic.image.motion_channels=3"])
+    train_refiner(rcfg, tmp_path / "gr", progress=False)
+    refined = ImageToVideoPipeline.from_pretrained(tmp_path / "gr", device="cpu")
+    assert refined.refiner is not None and refined.structure.name == "face_normals"
