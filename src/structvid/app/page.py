@@ -175,7 +175,7 @@ def build_page(settings: h.AppSettings | None = None, jobs: h.Jobs | None = None
                     with gr.Column():
                         video_f = gr.Video(label="Video (with the reference's audio)", elem_id="retarget-video",
                                            interactive=False, loop=True, autoplay=True, height=320)
-                        panel_f = gr.Video(label="Panel: reference | target | normal maps | coarse | refined",
+                        panel_f = gr.Video(label="Panel: reference | target | normal maps | output (coarse | refined with G_R)",
                                            elem_id="retarget-panel", elem_classes="sv-video", interactive=False,
                                            loop=True, autoplay=True)
                         summary_f = gr.Markdown(elem_id="retarget-summary")
