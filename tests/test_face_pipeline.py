@@ -138,3 +138,21 @@ def test_face_training_on_synthetic_store_then_pipeline(face_store, tmp_path):
     train_refiner(rcfg, tmp_path / "gr", progress=False)
     refined = ImageToVideoPipeline.from_pretrained(tmp_path / "gr", device="cpu")
     assert refined.refiner is not None and refined.structure.name == "face_normals"
+
+
+def test_prepare_faces_from_real_videos_same_with_workers(faces, tmp_path, capsys):
+    """`structvid data prepare-faces`: tracked, fitted and cropped once; two workers write the same store."""
+    from structvid.cli import main
+    from structvid.data.prepare import PreparedStore
+
+    videos = [str(faces / "d0.mp4"), str(faces / "d12.mp4")]
+    for w in ("1", "2"):
+        assert main(["data", "prepare-faces", *videos, "--out", str(tmp_path / f"w{w}"), "--size", "32",
+                     "--max-frames", "5", "--workers", w]) == 0, capsys.readouterr().err
+    one, two = PreparedStore(tmp_path / "w1"), PreparedStore(tmp_path / "w2")
+    assert one.names == two.names == ["d0", "d12"] and one.nframes == {"d0": 5, "d12": 5}
+    for n in one.names:
+        a, b = one.video(n), two.video(n)
+        assert a.frames.shape == (5, 32, 32, 3) and a.params.shape == (5, 75)
+        np.testing.assert_array_equal(a.frames, b.frames)
+        np.testing.assert_allclose(a.params, b.params, rtol=1e-5, atol=1e-4)

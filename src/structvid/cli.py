@@ -650,7 +650,8 @@ def data_faces(out, num_videos, frames, size, crop_margin, seed, face_model) -> 
 @click.option("--size", type=Resolution(), default=64, show_default=True, help="Output resolution (data.image_size).")
 @click.option("--crop-margin", type=FiniteFloat(min=0), default=0.15, show_default=True)
 @click.option("--max-frames", type=POSITIVE_INT, default=None, help="At most this many frames per video.")
-def data_prepare_faces(inputs, out, dataset, part, split_lists, size, crop_margin, max_frames) -> None:
+@click.option("--workers", type=POSITIVE_INT, default=1, show_default=True, help="Videos fitted in parallel.")
+def data_prepare_faces(inputs, out, dataset, part, split_lists, size, crop_margin, max_frames, workers) -> None:
     """Track landmarks (dlib), fit the 3DMM (eos) and crop every face video once (§7.1); train with data.root=OUT
     structure.kind=face_normals model.motion_channels=3."""
     from structvid.data.faces import FaceSource, prepare_face_videos
@@ -679,7 +680,7 @@ def data_prepare_faces(inputs, out, dataset, part, split_lists, size, crop_margi
                     raise UserError(f"--part must be one of all, {', '.join(parts)}, got {part!r}")
                 videos = parts[part]
         sources = [FaceSource.from_entry(v) for v in videos]
-    prepare_face_videos(sources, out, size, crop_margin, max_frames)
+    prepare_face_videos(sources, out, size, crop_margin, max_frames, workers=workers)
     click.echo(str(out))
 
 

@@ -14,6 +14,7 @@ Both writers produce a prepared store (data/prepare.py's layout: `prepared.json`
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -228,37 +229,73 @@ def fit_face_video(source: FaceSource, fitter, detector=None, max_frames: int | 
     return params.astype(np.float32), ok, hw[0]
 
 
-def prepare_face_videos(sources: Sequence[FaceSource], out: str | Path, size: int = 64, crop_margin: float = 0.15,
-                        max_frames: int | None = None, model_dir: str | Path | None = None,
-                        progress: bool = True) -> Path:
-    """A prepared store of real face videos (see module docstring): landmarks + fit once per video, one square
-    crop per video around its fitted faces. Written all or nothing."""
-    from structvid.structure.faces.fitting import FaceFitter
+def _prepare_face(args: tuple[FaceSource, Path, int, float, int | None, str | None]) -> tuple[str, dict]:
+    """Track, fit, crop and write one video (a worker's job): (name, index entry)."""
     from structvid.structure.faces.morphable import default_model
     from structvid.structure.faces.normals import FaceNormals
 
+    src, folder, size, crop_margin, max_frames, model_dir = args
+    fitter = _fitter(model_dir)
+    structure = FaceNormals(default_model(model_dir or ""))
+    params, found, _ = fit_face_video(src, fitter, max_frames=max_frames)
+    box = structure.box(params[found] if found.any() else params, crop_margin)  # one square per video
+    frames: list[np.ndarray] = []
+    for block in src.chunks(32):
+        frames.extend(crop_frame(f, box, size) for f in block[: len(params) - len(frames)])
+        if len(frames) >= len(params):
+            break
+    rel = f"videos/{src.name}.npz"
+    write_npz(folder / rel, {"frames": np.stack(frames), "params": structure.transform(params, crop_affine(box, size)),
+                             "found": found, "box": np.asarray(box), "name": np.array(src.name)})
+    return src.name, _entry(rel, len(frames), src.label)
+
+
+@functools.lru_cache(maxsize=2)
+def _fitter(model_dir: str | None):
+    from structvid.structure.faces.fitting import FaceFitter
+
+    return FaceFitter(model_dir)  # one per process: eos loads the model and its topology once
+
+
+def _init_face_worker() -> None:
+    cv2.setNumThreads(1)  # the processes are the parallelism
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def prepare_face_videos(sources: Sequence[FaceSource], out: str | Path, size: int = 64, crop_margin: float = 0.15,
+                        max_frames: int | None = None, model_dir: str | Path | None = None,
+                        progress: bool = True, workers: int = 1) -> Path:
+    """A prepared store of real face videos (see module docstring): landmarks + fit once per video, one square
+    crop per video around its fitted faces; `workers` processes fit videos in parallel. Written all or nothing:
+    the store is the cache (normal maps are rendered from the stored parameters when batches are drawn)."""
     if not sources:
         raise UserError("no face videos given")
-    model = default_model(str(model_dir) if model_dir else "")
-    fitter = FaceFitter(model_dir)
-    structure = FaceNormals(model)
+    names = [s.name for s in sources]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise UserError(f"two videos are named {dup[0]!r}: rename one", sources[names.index(dup[0])].path)
     out = Path(out)
+    md = str(model_dir) if model_dir else None
     entries: dict[str, dict] = {}
     with atomic_dir(out) as tmp:
-        for src in tqdm(list(sources), desc="fit faces", unit="video", disable=not progress):
-            if src.name in entries:
-                raise UserError(f"two videos are named {src.name!r}: rename one", src.path)
-            params, found, _ = fit_face_video(src, fitter, max_frames=max_frames)
-            box = structure.box(params[found] if found.any() else params, crop_margin)  # one square per video
-            frames: list[np.ndarray] = []
-            for block in src.chunks(32):
-                frames.extend(crop_frame(f, box, size) for f in block[: len(params) - len(frames)])
-                if len(frames) >= len(params):
-                    break
-            rel = f"videos/{src.name}.npz"
-            write_npz(tmp / rel, {"frames": np.stack(frames),
-                                  "params": structure.transform(params, crop_affine(box, size)),
-                                  "found": found, "box": np.asarray(box), "name": np.array(src.name)})
-            entries[src.name] = _entry(rel, len(frames), src.label)
-        write_store(tmp, entries, size, crop_margin, "fitted face videos")
+        jobs = [(src, tmp, size, crop_margin, max_frames, md) for src in sources]
+        bar = tqdm(total=len(jobs), desc="fit faces", unit="video", disable=not progress)
+        if workers > 1 and len(jobs) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=get_context("spawn"),
+                                     initializer=_init_face_worker) as pool:
+                for name, entry in pool.map(_prepare_face, jobs):
+                    entries[name] = entry
+                    bar.update()
+        else:
+            for job in jobs:
+                name, entry = _prepare_face(job)
+                entries[name] = entry
+                bar.update()
+        bar.close()
+        write_store(tmp, {n: entries[n] for n in names}, size, crop_margin, "fitted face videos")
     return out
