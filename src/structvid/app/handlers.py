@@ -294,27 +294,27 @@ class Jobs:
         out = self._out_dir()
         return [Path(shutil.move(str(f), out / f.name)) for f in files]
 
+    def _loaded(self, key: tuple, load: Callable[[], object]):
+        """Each model is loaded once per process."""
+        if key not in self._models:
+            self._models[key] = load()
+        return self._models[key]
+
     def body_pipeline(self, refine: bool = True):
         """The body ImageToVideoPipeline (G_M, G_R when `refine`, pose LSTM), loaded once."""
         from structvid.pipelines.image_to_video import ImageToVideoPipeline
 
-        key = ("body", refine)
-        if key not in self._models:
-            s = self.settings
-            self._models[key] = ImageToVideoPipeline.from_pretrained(s.checkpoint, device=s.device, refine=refine,
-                                                                     precision=s.precision)
-        return self._models[key]
+        s = self.settings
+        return self._loaded(("body", refine), lambda: ImageToVideoPipeline.from_pretrained(
+            s.checkpoint, device=s.device, refine=refine, precision=s.precision))
 
     def face_retarget(self, refine: bool = True):
         """The FaceRetarget (face pipeline + landmark detector + 3DMM fitter), loaded once."""
         from structvid.pipelines.face_retarget import FaceRetarget
 
-        key = ("face", refine)
-        if key not in self._models:
-            s = self.settings
-            self._models[key] = FaceRetarget.from_pretrained(s.face_checkpoint, device=s.device, refine=refine,
-                                                             precision=s.precision)
-        return self._models[key]
+        s = self.settings
+        return self._loaded(("face", refine), lambda: FaceRetarget.from_pretrained(
+            s.face_checkpoint, device=s.device, refine=refine, precision=s.precision))
 
     # ------------------------------------------------------------------ the three jobs
 
