@@ -247,12 +247,15 @@ class Intensity(click.ParamType):
 @click.option("--panel", is_flag=True, help="Also write OUT_panel.mp4: reference | target | normal maps | output.")
 @click.option("--refine/--no-refine", default=True, show_default=True, help="Refine with G_R when the checkpoint has one.")
 @click.option("--max-frames", type=POSITIVE_INT, default=None, help="Use at most this many reference frames.")
+@click.option("--crop-margin", type=FiniteFloat(min=0, max=10), default=None,
+              help="Margin around the portrait's face in the model's square (default: the checkpoint's; a training "
+                   "run's data.crop_margin framed whole videos: see docs/faces.md, Framing).")
 @click.option("--fps", type=FPS, default=None, help="Output frame rate (default: the reference's).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
               help=PRECISION_HELP)
 def retarget(image, reference, out, checkpoint, relative, intensity, head_pose, pick, paste_back, panel, refine,
-             max_frames, fps, device, precision) -> None:
+             max_frames, crop_margin, fps, device, precision) -> None:
     """Animate a portrait with the facial expressions of a reference video (§4: 3DMM expression transfer, normal
     maps; §5-6: G_M, G_R)."""
     from structvid.io.images import load_image
@@ -261,6 +264,8 @@ def retarget(image, reference, out, checkpoint, relative, intensity, head_pose, 
 
     settings = TransferSettings(mode="relative" if relative else "absolute", intensity=intensity, head_pose=head_pose)
     rt = FaceRetarget.from_pretrained(checkpoint, device=device, refine=refine, precision=precision)
+    if crop_margin is not None:
+        rt.pipe.crop_margin = crop_margin
     img = load_image(image)
     job = rt.prepare(img, reference, settings, pick=pick, image_source=image, max_frames=max_frames)
     for p in write_retarget(rt, img, job, reference, out, panel=panel, paste=paste_back, fps=fps):

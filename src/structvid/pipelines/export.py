@@ -19,6 +19,7 @@ from structvid.errors import UserError
 from structvid.io.files import atomic_dir, output_errors
 from structvid.models.saving import find_checkpoint, find_forecaster, find_module, load_pretrained, run_config_file
 from structvid.pipelines.image_to_video import MANIFEST, PipelineManifest
+from structvid.structure.factory import KIND_FIELDS
 
 
 def export_pipeline(out: str | Path, forecast: str | Path, refine: str | Path | None = None,
@@ -43,8 +44,9 @@ def export_pipeline(out: str | Path, forecast: str | Path, refine: str | Path | 
         sources["forecaster"] = (ckpt, name)
         config = run_config_file(ckpt, forecast)
         data = DataConfig() if config is None else load_section(DataConfig, config, "data")
-        structure = (to_dict(StructureConfig(num_joints=load_pretrained(ckpt, name).config.motion_channels))
-                     if config is None else to_dict(load_section(StructureConfig, config, "structure")))
+        cfg = (StructureConfig(num_joints=load_pretrained(ckpt, name).config.motion_channels) if config is None
+               else load_section(StructureConfig, config, "structure"))
+        structure = {k: v for k, v in to_dict(cfg).items() if k in KIND_FIELDS[cfg.kind]}
         margin = data.crop_margin
     if refine is not None:
         ckpt = find_checkpoint(refine)

@@ -27,6 +27,12 @@ def build_structure(cfg: StructureConfig | dict[str, Any] | None = None, source:
                        face_model=cfg.face_model)
 
 
+# the StructureConfig fields each kind uses (the others keep their defaults and are left out of pipeline.json)
+KIND_FIELDS = {"joints": ("kind", "num_joints", "sigma"),
+               "face_normals": ("kind", "face_model", "normal_space", "shading")}
+
+
 def structure_dict(structure: Structure) -> dict[str, Any]:
-    """The config section that rebuilds `structure` (written to pipeline.json and config.yaml)."""
-    return asdict(structure.config())
+    """The config section that rebuilds `structure` (written to pipeline.json): the fields its kind uses."""
+    d = asdict(structure.config())
+    return {k: d[k] for k in KIND_FIELDS[d["kind"]]}
