@@ -43,7 +43,7 @@ from structvid.models.saving import find_checkpoint, find_forecaster, find_modul
 from structvid.pipelines.conditions import ConditionSource, GivenStructure, PoseForecast
 from structvid.pipelines.windows import check_overlap, refine_stream
 from structvid.structure.base import Structure
-from structvid.structure.factory import build_structure, structure_dict
+from structvid.structure.factory import build_structure
 from structvid.structure.framing import crop_affine, crop_frame
 from structvid.structure.heatmaps import JointHeatmaps
 
@@ -84,10 +84,6 @@ class PipelineManifest:
         except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as e:
             raise UserError(f"corrupt pipeline manifest ({e})", path) from None
         return m
-
-    @classmethod
-    def for_structure(cls, structure: Structure, **kwargs) -> "PipelineManifest":
-        return cls(structure=structure_dict(structure), **kwargs)
 
     def write(self, path: Path) -> None:
         from structvid.io.files import atomic_write_text
@@ -263,9 +259,9 @@ class ImageToVideoPipeline:
         if motion_maps is None:
             if poses is None:
                 raise UserError("give either poses or motion_maps")
-            if hasattr(poses, "conditions"):
-                cond = poses.conditions(image)
-                poses, image_pose = cond.params, cond.image_params if image_pose is None else image_pose
+            source = poses if hasattr(poses, "conditions") else GivenStructure(poses)
+            cond = source.conditions(image)
+            poses, image_pose = cond.params, cond.image_params if image_pose is None else image_pose
             frame, ref, joints, affine = self.prepare(image, poses, image_pose, crop)
             image_motion = self.structure.render(torch.from_numpy(ref)[None], s, s)  # (1, C, S, S)
             total = len(joints)
