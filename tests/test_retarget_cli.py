@@ -69,6 +69,7 @@ def bad_files(tmp_path_factory, shared_data):
     two.paste(s12, (s12.width, 0))
     two.save(d / "two.jpg")
     Image.new("RGB", (10, 10), (128, 100, 90)).save(d / "tiny.png")
+    s12.convert("L").save(d / "gray.jpg")
     (d / "text.mp4").write_text("not a video")
     (d / "empty.mp4").write_bytes(b"")
     dog = np.asarray(Image.open(shared_data / "faces" / "dog_s33.jpg").convert("RGB").resize((128, 128)))
@@ -91,6 +92,7 @@ BAD = [
     ("reference", "empty.mp4", "empty.mp4"),
     ("reference", "dog.mp4", "dog.mp4"),
     ("reference", "missing.mp4", "missing.mp4"),
+    ("image", "gray.jpg", "an RGB image is needed"),
 ]
 
 
@@ -105,6 +107,12 @@ def test_bad_retarget_inputs_give_one_line(which, name, expected, face_run, bad_
             "--reference", pick("reference", faces / "d0.mp4"), "--max-frames", "3", "--out", tmp_path / "o.mp4"]
     assert_one_line_error(argv, capsys, expected)
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_retarget_output_must_be_mp4_before_any_fitting(face_run, shared_data, tmp_path, capsys):
+    faces = shared_data / "faces"
+    assert_one_line_error(["retarget", "--checkpoint", face_run, "--image", faces / "s12.jpg", "--reference",
+                           faces / "d0.mp4", "--out", tmp_path / "o.avi"], capsys, "must be an .mp4")
 
 
 def test_retarget_refuses_a_body_checkpoint_and_picks_the_largest_face(face_run, bad_files, shared_data, tmp_path,

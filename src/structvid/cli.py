@@ -262,6 +262,8 @@ def retarget(image, reference, out, checkpoint, relative, intensity, head_pose, 
     from structvid.pipelines.face_retarget import FaceRetarget, write_retarget
     from structvid.structure.faces.transfer import TransferSettings
 
+    if out.suffix.lower() != ".mp4":  # before minutes of fitting, not after
+        raise UserError(f"the output must be an .mp4 file (it carries the reference's audio), got '{out.suffix}'", out)
     settings = TransferSettings(mode="relative" if relative else "absolute", intensity=intensity, head_pose=head_pose)
     rt = FaceRetarget.from_pretrained(checkpoint, device=device, refine=refine, precision=precision)
     if crop_margin is not None:
