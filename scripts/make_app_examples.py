@@ -24,7 +24,7 @@ import numpy as np
 
 from structvid.data.penn_action import read_label
 from structvid.data.puppet import _fill_joints
-from structvid.data.skeleton import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER
+from structvid.structure.skeleton import L_HIP, L_SHOULDER, R_HIP, R_SHOULDER
 from structvid.io.poses import load_poses
 from structvid.io.video import write_video
 

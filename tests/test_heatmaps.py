@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from structvid.data.skeleton import LIMBS, NUM_JOINTS, PAPER_ACTIONS, PENN_ACTIONS, PENN_JOINTS, draw_skeleton
+from structvid.structure.skeleton import LIMBS, NUM_JOINTS, PAPER_ACTIONS, PENN_ACTIONS, PENN_JOINTS, draw_skeleton
 from structvid.structure.base import Structure
 from structvid.structure.heatmaps import JointHeatmaps
 

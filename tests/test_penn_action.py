@@ -6,7 +6,7 @@ import pytest
 import scipy.io
 
 from structvid.data.penn_action import PennActionDataset, PennSequence, frame_name, read_label, write_label
-from structvid.data.skeleton import PENN_ACTIONS
+from structvid.structure.skeleton import PENN_ACTIONS
 from structvid.errors import UserError
 
 

@@ -8,15 +8,8 @@ import torch
 
 from structvid.config import PoseLSTMConfig
 from structvid.data.penn_action import PennActionDataset, PennSequence
-from structvid.data.pose_windows import (
-    PoseWindows,
-    denormalize,
-    fill_invisible,
-    normalize_poses,
-    pose_box,
-    select_actions,
-    split_sequences,
-)
+from structvid.data.pose_windows import PoseWindows, select_actions, split_sequences
+from structvid.structure.pose_norm import denormalize, fill_invisible, normalize_poses, pose_box
 from structvid.errors import UserError
 from structvid.losses.pose import pose_loss
 from structvid.metrics.pose import zero_velocity
@@ -55,7 +48,7 @@ def test_shapes_any_horizon(horizon: int) -> None:
 
 
 def test_mirror_average_is_mirror_symmetric_in_eval_only() -> None:
-    from structvid.data.skeleton import mirror_joints
+    from structvid.structure.skeleton import mirror_joints
 
     torch.manual_seed(0)
     plain = PoseLSTM(PoseLSTMConfig(hidden_size=32, residual=False))
@@ -265,7 +258,7 @@ def test_windows_items_and_skipped() -> None:
     assert item["target"].shape == (32, 13, 2) and item["visible"].shape == (32, 13)
     assert item["visible"].dtype == torch.bool and item["observed_visible"].shape == (10, 13)
     # the target denormalises back to the label's pixels at visible joints
-    from structvid.data.pose_windows import PoseNorm
+    from structvid.structure.pose_norm import PoseNorm
 
     norm = PoseNorm(item["center"].numpy(), item["scale"].numpy())
     px = denormalize(item["target"][None], norm)[0]
@@ -317,7 +310,7 @@ def test_windows_min_horizon_trains_short_sequences_on_what_they_have() -> None:
             torch.testing.assert_close(ds[k][key], default[k][key], rtol=0, atol=0)
     item = ds[len(range(0, 27, 2))]  # "short" from frame 0: 10 future frames exist
     assert item["visible"][:10].all() and not item["visible"][10:].any()
-    from structvid.data.pose_windows import PoseNorm
+    from structvid.structure.pose_norm import PoseNorm
 
     px = denormalize(item["target"][None], PoseNorm(item["center"].numpy(), item["scale"].numpy()))[0]
     np.testing.assert_allclose(px[:10], seqs[1].joints[10:20, :, :2], atol=1e-3)
@@ -339,7 +332,7 @@ def test_windows_speed_resamples_in_time() -> None:
     vis[21, 0] = 0  # joint 0 invisible at frame 21 only
     seq = PennSequence("lin", "golf_swing", "front", x, y, vis, np.tile([0.0, 0, 300, 300], (T, 1)), (300, 300, T), 1)
     ds = PoseWindows([seq], observed=10, horizon=32, stride=1, invisible="carry")
-    from structvid.data.pose_windows import PoseNorm
+    from structvid.structure.pose_norm import PoseNorm
 
     def pixels(item):
         norm = PoseNorm(item["center"].numpy(), item["scale"].numpy())

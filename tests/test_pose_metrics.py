@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from structvid.data.penn_action import PennActionDataset, PennSequence
-from structvid.data.skeleton import PAPER_ACTIONS
+from structvid.structure.skeleton import PAPER_ACTIONS
 from structvid.errors import UserError
 from structvid.metrics.pose import (
     constant_velocity,
@@ -61,7 +61,7 @@ def test_baselines_exact() -> None:
 
 
 def test_limb_ratios_hand_computed() -> None:
-    from structvid.data.skeleton import LIMBS, L_SHOULDER, R_SHOULDER
+    from structvid.structure.skeleton import LIMBS, L_SHOULDER, R_SHOULDER
 
     rng = np.random.default_rng(0)
     observed = rng.uniform(0, 50, (3, 13, 3))

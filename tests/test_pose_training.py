@@ -1,6 +1,6 @@
 import torch
 
-from structvid.data.skeleton import PENN_JOINTS
+from structvid.structure.skeleton import PENN_JOINTS
 from structvid.training.tasks import mirror_poses
 
 

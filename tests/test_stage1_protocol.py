@@ -11,7 +11,7 @@ import torch
 
 from structvid.config import DataConfig, ExperimentConfig, RefineExperimentConfig, TrainConfig, load_config
 from structvid.data.clips import ClipSampler, Video
-from structvid.data.skeleton import PAPER_ACTIONS
+from structvid.structure.skeleton import PAPER_ACTIONS
 from structvid.structure.heatmaps import JointHeatmaps
 from structvid.training.distributed import DistInfo
 

@@ -19,7 +19,7 @@ from structvid.metrics.pose import zero_velocity
 from structvid.metrics.video_protocols import (
     h36m_protocol, joint_motion, motion_deciles, penn_protocol, write_protocol_report,
 )
-from structvid.data.skeleton import PAPER_ACTIONS
+from structvid.structure.skeleton import PAPER_ACTIONS
 from structvid.structure.heatmaps import JointHeatmaps
 
 OFFSET = 10  # grey levels added by the offset stub: PSNR = 20 log10(255 / 10)

@@ -188,7 +188,7 @@ def _labels_root(penn_labels: str | Path) -> Path:
 def _link_labels(opts: QualityOptions, folder: Path) -> list[Path]:
     """FOLDER/NNNN.mat links to the label files of the chosen actions (all, or the first `per_action` of each)."""
     from structvid.data.penn_action import PennActionDataset
-    from structvid.data.skeleton import PAPER_ACTIONS
+    from structvid.structure.skeleton import PAPER_ACTIONS
 
     ds = PennActionDataset(_labels_root(opts.penn_labels), actions=list(opts.actions or PAPER_ACTIONS))
     names = ds.names

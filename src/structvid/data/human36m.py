@@ -81,7 +81,7 @@ _ALIASES = {"TakingPhoto": "Photo", "WalkingDog": "WalkDog"}
 CAMERAS: tuple[str, ...] = ("54138969", "55011271", "58860488", "60457274")
 NUM_JOINTS = 32
 
-#: H36M joint index for each Penn Action joint (order of `structvid.data.skeleton.PENN_JOINTS`): head,
+#: H36M joint index for each Penn Action joint (order of `structvid.structure.skeleton.PENN_JOINTS`): head,
 #: l/r shoulder, l/r elbow, l/r wrist, l/r hip, l/r knee, l/r ankle. H36M indices follow the 32-joint
 #: skeleton of the release (0 hip, 1-3 right leg, 6-8 left leg, 15 head, 17-19 left arm, 25-27 right arm).
 H36M_TO_PENN: tuple[int, ...] = (15, 17, 25, 18, 26, 19, 27, 6, 1, 7, 2, 8, 3)

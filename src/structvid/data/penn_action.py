@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 import scipy.io
 
-from structvid.data.skeleton import NUM_JOINTS, PENN_ACTIONS, PENN_JOINTS
+from structvid.structure.skeleton import NUM_JOINTS, PENN_ACTIONS, PENN_JOINTS
 from structvid.errors import UserError
 from structvid.io.files import atomic_path
 from structvid.io.image_check import jpeg_complete

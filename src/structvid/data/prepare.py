@@ -37,7 +37,7 @@ import numpy as np
 
 from structvid.data.clips import Video, load_video, person_box
 from structvid.data.penn_action import SPLITS, PennActionDataset, in_split
-from structvid.data.skeleton import PENN_ACTIONS
+from structvid.structure.skeleton import PENN_ACTIONS
 from structvid.errors import UserError
 from structvid.io.files import atomic_dir, atomic_path
 

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from structvid.data.penn_action import PennActionDataset, PennSequence, frame_name, read_label, write_label
-from structvid.data.skeleton import (
+from structvid.structure.skeleton import (
     HEAD, L_ANKLE, L_ELBOW, L_HIP, L_KNEE, L_SHOULDER, L_WRIST, MIRROR_ORDER, NUM_JOINTS, R_ANKLE, R_ELBOW, R_HIP,
     R_KNEE, R_SHOULDER, R_WRIST,
 )

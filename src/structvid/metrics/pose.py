@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from structvid.data.pose_windows import check_joints, fill_invisible
-from structvid.data.skeleton import LIMBS
+from structvid.structure.pose_norm import check_joints, fill_invisible
+from structvid.structure.skeleton import LIMBS
 from structvid.errors import UserError
 from structvid.io.files import atomic_path, atomic_write_text
 

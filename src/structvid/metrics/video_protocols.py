@@ -50,7 +50,7 @@ from tqdm import tqdm
 
 from structvid.config import DataConfig, load_section
 from structvid.data.clips import ClipSampler
-from structvid.data.skeleton import PAPER_ACTIONS
+from structvid.structure.skeleton import PAPER_ACTIONS
 from structvid.errors import UserError
 from structvid.models.pose_lstm import forecast_poses
 from structvid.models.saving import run_config_file

@@ -1,7 +1,7 @@
 """Sequence-to-sequence pose LSTM: the motion condition generator G_C for human bodies (§4, Eq. 3-5).
 
 Following Villegas et al. (2017b) the pose of a frame is its J joints' 2D coordinates, flattened to a
-2J vector (normalised per window, see `structvid.data.pose_windows`).
+2J vector (normalised per window, see `structvid.structure.pose_norm`).
 
 * Encoder (Eq. 3): a `num_layers`-deep LSTM reads the T_obs observed poses x_1..x_T.
 * Decoder: a second LSTM of the same shape, started from the encoder's final (h, c), is unrolled for K
@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from structvid.config import PoseLSTMConfig
-from structvid.data.pose_windows import INVISIBLE_INPUTS, check_joints, fill_invisible, prepare_observed
-from structvid.data.skeleton import NUM_JOINTS, mirror_joints
+from structvid.structure.pose_norm import INVISIBLE_INPUTS, check_joints, fill_invisible, prepare_observed
+from structvid.structure.skeleton import NUM_JOINTS, mirror_joints
 from structvid.errors import UserError
 
 __all__ = ["PoseLSTM", "pose_lstm_predictor", "forecast_poses"]

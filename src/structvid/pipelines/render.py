@@ -29,7 +29,7 @@ def write_outputs(files, chunks: Iterable[VideoOutput], mp4: Path, fps: float, p
     poses (pose forecasting) the panel's first column shows the observed skeletons over the input and the second
     the forecast skeleton over each generated frame. `on_chunk(frames done)` is called after each chunk.
     """
-    from structvid.data.skeleton import draw_skeleton
+    from structvid.structure.skeleton import draw_skeleton
     from structvid.io.images import heatmap_to_rgb
     from structvid.io.video import GIF_PREVIEW_FRAMES, side_by_side
     from structvid.structure.framing import apply_affine

@@ -156,7 +156,7 @@ class PoseLoss:
 def mirror_poses(batch: dict[str, torch.Tensor], which: torch.Tensor) -> dict[str, torch.Tensor]:
     """Mirror the windows selected by `which` (N,) bool: negate x (coordinates are box-centred) and swap
     left/right joints, so a left-handed swing becomes a right-handed one."""
-    from structvid.data.skeleton import MIRROR_ORDER, mirror_joints
+    from structvid.structure.skeleton import MIRROR_ORDER, mirror_joints
 
     out = dict(batch)
     for key in ("observed", "target"):  # (N, T, J, 2)
