@@ -661,7 +661,8 @@ def data_faces(out, num_videos, frames, size, crop_margin, seed, face_model) -> 
 def data_prepare_faces(inputs, out, dataset, part, split_lists, size, crop_margin, max_frames, workers) -> None:
     """Track landmarks (dlib), fit the 3DMM (eos) and crop every face video once (§7.1); train with data.root=OUT
     structure.kind=face_normals model.motion_channels=3."""
-    from structvid.data.faces import FaceSource, prepare_face_videos
+    from structvid.data.faces import prepare_face_videos
+    from structvid.structure.faces.video_fit import FaceSource
 
     if dataset == "videos":
         sources = [FaceSource.from_video(p) for p in inputs]

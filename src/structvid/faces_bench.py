@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from structvid.bench import significant
-from structvid.data.faces import FaceSource
+from structvid.structure.faces.video_fit import FaceSource
 
 DEMO_WIDTH = 16  # configs/demo-faces-64.yaml: base_width 16, max_width 128, dense_growth 16
 
@@ -84,7 +84,7 @@ class LoopedSource(FaceSource):
 
 def _prepare_source(retarget, image: np.ndarray, source: FaceSource, image_source: Path):
     """`FaceRetarget.prepare` for a FaceSource (not a file): fit the portrait and the source, set up the transfer."""
-    from structvid.data.faces import fit_face_video
+    from structvid.structure.faces.video_fit import fit_face_video
     from structvid.pipelines.conditions import ExpressionTransfer
     from structvid.pipelines.face_retarget import RetargetJob
     from structvid.structure.faces.transfer import TransferSettings

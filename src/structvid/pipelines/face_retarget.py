@@ -76,7 +76,7 @@ class FaceRetarget:
                 pick: str = "only", image_source: str | Path | None = None,
                 max_frames: int | None = None) -> RetargetJob:
         """Fit the portrait and the reference video (frames decoded in chunks) and set up the transfer."""
-        from structvid.data.faces import FaceSource, fit_face_video
+        from structvid.structure.faces.video_fit import FaceSource, fit_face_video
 
         target = self.fit_image(image, image_source, pick)
         ref = FaceSource.from_video(reference)
