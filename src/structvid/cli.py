@@ -145,13 +145,6 @@ def train_refine_cmd(**kwargs) -> None:
 # ---------------------------------------------------------------- generate / demo
 
 
-def _write_outputs(files, chunks, mp4: Path, fps: float, panel: bool, observed=None, structure=None) -> list[Path]:
-    """MP4 + GIF preview (+ panel): `pipelines.render.write_outputs`."""
-    from structvid.pipelines.render import write_outputs
-
-    return write_outputs(files, chunks, mp4, fps, panel, observed=observed, structure=structure)
-
-
 @cli.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=DEMO_DIR,
               help="Pipeline folder (structvid export), G_M run or G_R run (default: the models shipped in the package).")
@@ -185,6 +178,7 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
     from structvid.io.poses import load_poses
     from structvid.io.video import video_files
     from structvid.pipelines.image_to_video import ImageToVideoPipeline
+    from structvid.pipelines.render import write_outputs
 
     if (poses is None) == (observed_poses is None):
         raise UserError("give exactly one of --poses or --observed-poses")
@@ -203,7 +197,7 @@ def generate(checkpoint, image, poses, observed_poses, frames, pose_checkpoint, 
                               min_frames=pipe.pose_model.config.observed, image_size=img.shape[:2])
         chunks = pipe.stream(img, pipe.forecast_poses(observed, frames), image_pose=observed[-1])
     with video_files() as files:
-        written = _write_outputs(files, chunks, out, fps, panel, observed=observed, structure=pipe.structure)
+        written = write_outputs(files, chunks, out, fps, panel, observed=observed, structure=pipe.structure)
     for p in written:
         click.echo(str(p))
 
@@ -325,6 +319,7 @@ def demo(task, out, checkpoint, pose_checkpoint, faces, device, precision) -> No
     from structvid.io.poses import load_poses
     from structvid.io.video import video_files
     from structvid.pipelines.image_to_video import ImageToVideoPipeline
+    from structvid.pipelines.render import write_outputs
 
     example = DEMO_DIR / "example"
     pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device, precision=precision)
@@ -337,7 +332,7 @@ def demo(task, out, checkpoint, pose_checkpoint, faces, device, precision) -> No
     observed = joints[:t_obs]
     forecast = pipe.forecast_poses(observed, len(joints) - t_obs)
     with video_files() as files:  # every file appears once all are complete, or none does
-        written = _write_outputs(files, [result], out / "demo.mp4", 12.0, panel=True, structure=pipe.structure)
+        written = write_outputs(files, [result], out / "demo.mp4", 12.0, panel=True, structure=pipe.structure)
         step = max(1, len(result.frames) // 8)
         rows = [np.concatenate([result.input_frame[None], result.frames[::step][:8]])]
         if result.coarse is not None:  # coarse (G_M) above refined (G_R)
@@ -346,7 +341,7 @@ def demo(task, out, checkpoint, pose_checkpoint, faces, device, precision) -> No
         with output_errors(out / "demo_frames.png"):
             save_image(files.temp_path(out / "demo_frames.png"), strip)
         written.append(out / "demo_frames.png")
-        written += _write_outputs(files, pipe.stream(img, forecast, image_pose=joints[0]), out / "forecast.mp4",
+        written += write_outputs(files, pipe.stream(img, forecast, image_pose=joints[0]), out / "forecast.mp4",
                                   12.0, panel=True, observed=observed, structure=pipe.structure)
     for p in written:
         click.echo(str(p))
@@ -375,6 +370,7 @@ def refine(video, poses, checkpoint, out, overlap, fps, panel, device, precision
     from structvid.io.poses import load_poses
     from structvid.io.video import iter_video, video_files, video_rate
     from structvid.pipelines.image_to_video import ImageToVideoPipeline
+    from structvid.pipelines.render import write_outputs
 
     pipe = ImageToVideoPipeline.from_pretrained(checkpoint, device=device, precision=precision)
     if pipe.refiner is None:
@@ -385,7 +381,7 @@ def refine(video, poses, checkpoint, out, overlap, fps, panel, device, precision
     first = next(iter_video(video, chunk=1))[0]
     joints = load_poses(poses, num_joints=pipe.structure.channels, min_frames=1, image_size=first.shape[:2])
     with video_files() as files:
-        written = _write_outputs(files, pipe.refine_video(iter_video(video, pipe.chunk), joints), out, rate, panel,
+        written = write_outputs(files, pipe.refine_video(iter_video(video, pipe.chunk), joints), out, rate, panel,
                                  structure=pipe.structure)
     for p in written:
         click.echo(str(p))

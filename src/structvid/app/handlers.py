@@ -441,7 +441,7 @@ class Jobs:
                     observed: np.ndarray | None = None, fps: float | None = None,
                     refine_only: bool = False) -> tuple[Path, Path]:
         """The video and its panel, encoded chunk by chunk as `structvid generate --panel` writes them
-        (cli._write_outputs): input | condition | coarse | refined | mask (observed | forecast | ... with
+        (pipelines.render.write_outputs): input | condition | coarse | refined | mask (observed | forecast | ... with
         forecast poses); for a refined video: coarse | refined | mask."""
         from structvid.io.video import video_files
         from structvid.pipelines.render import write_outputs

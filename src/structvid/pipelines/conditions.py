@@ -50,9 +50,13 @@ class PoseForecast:
     num_frames: int
     device: Any = "cpu"
 
-    def conditions(self, image: np.ndarray) -> Conditions:
+    def poses(self) -> np.ndarray:
+        """(num_frames, J, 3) forecast poses in the observed poses' pixels (visibility 1)."""
         predictor = pose_lstm_predictor(self.model, torch.device(self.device))
-        return Conditions(np.asarray(self.observed[-1], np.float32), forecast_poses(predictor, self.observed, self.num_frames))
+        return forecast_poses(predictor, self.observed, self.num_frames)
+
+    def conditions(self, image: np.ndarray) -> Conditions:
+        return Conditions(np.asarray(self.observed[-1], np.float32), self.poses())
 
 
 @dataclass

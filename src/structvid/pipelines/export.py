@@ -14,12 +14,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from structvid.config import DataConfig, RefineDataConfig, StructureConfig, load_section, to_dict
+from structvid.config import DataConfig, RefineDataConfig, StructureConfig, load_section
 from structvid.errors import UserError
 from structvid.io.files import atomic_dir, output_errors
 from structvid.models.saving import find_checkpoint, find_forecaster, find_module, load_pretrained, run_config_file
 from structvid.pipelines.image_to_video import MANIFEST, PipelineManifest
-from structvid.structure.factory import KIND_FIELDS
+from structvid.structure.factory import structure_section
 
 
 def export_pipeline(out: str | Path, forecast: str | Path, refine: str | Path | None = None,
@@ -46,7 +46,7 @@ def export_pipeline(out: str | Path, forecast: str | Path, refine: str | Path | 
         data = DataConfig() if config is None else load_section(DataConfig, config, "data")
         cfg = (StructureConfig(num_joints=load_pretrained(ckpt, name).config.motion_channels) if config is None
                else load_section(StructureConfig, config, "structure"))
-        structure = {k: v for k, v in to_dict(cfg).items() if k in KIND_FIELDS[cfg.kind]}
+        structure = structure_section(cfg)
         margin = data.crop_margin
     if refine is not None:
         ckpt = find_checkpoint(refine)

@@ -108,7 +108,7 @@ def write_retarget(retarget: FaceRetarget, image: np.ndarray, job: RetargetJob, 
 
     from structvid.io.video import (GIF_PREVIEW_FRAMES, VideoWriter, copy_audio, iter_video, side_by_side,
                                     video_files)
-    from structvid.structure.framing import crop_affine, crop_frame, paste_back_many
+    from structvid.structure.framing import crop_frame, paste_back_many
 
     pipe = retarget.pipe
     s = pipe.size

@@ -204,7 +204,7 @@ class ImageToVideoPipeline:
 
     def forecast_poses(self, observed: np.ndarray, num_frames: int) -> np.ndarray:
         """G_C: (T_obs, J, 3) observed poses in pixels -> (num_frames, J, 3) forecast poses (visibility 1)."""
-        return self.pose_forecast(observed, num_frames).conditions(np.zeros((1, 1, 3), np.uint8)).params
+        return self.pose_forecast(observed, num_frames).poses()
 
     def prepare(self, image: np.ndarray, poses: np.ndarray, image_pose: np.ndarray | None = None,
                 crop: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -246,7 +246,8 @@ class ImageToVideoPipeline:
         """The video of `__call__` as consecutive VideoOutputs of at most `chunk` frames (default `self.chunk`).
 
         `poses` are the structure parameters of the frames (e.g. (T, J, 3) joints) or a condition source
-        (pipelines/conditions.py: a pose forecast, a face expression transfer). Memory is flat in the number of frames: each chunk's motion maps are rendered from its poses, decoded
+        (pipelines/conditions.py: a pose forecast, a face expression transfer). Memory is flat in the number of
+        frames: each chunk's motion maps are rendered from its poses, decoded
         (Eq. 8, f_I and f_M(M_t) shared by all chunks) and checked to be finite before it is yielded. With a
         refiner attached, G_R refines the decoded frames in windows of its K (`_refined`), so the pieces then
         follow the windows, not `chunk`. All pieces share `input_frame` and `affine`; their `params`,

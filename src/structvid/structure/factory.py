@@ -32,7 +32,7 @@ KIND_FIELDS = {"joints": ("kind", "num_joints", "sigma"),
                "face_normals": ("kind", "face_model", "normal_space", "shading")}
 
 
-def structure_dict(structure: Structure) -> dict[str, Any]:
-    """The config section that rebuilds `structure` (written to pipeline.json): the fields its kind uses."""
-    d = asdict(structure.config())
-    return {k: d[k] for k in KIND_FIELDS[d["kind"]]}
+def structure_section(cfg: StructureConfig) -> dict[str, Any]:
+    """The `structure` section written to pipeline.json: only the fields `cfg.kind` uses."""
+    d = asdict(cfg)
+    return {k: d[k] for k in KIND_FIELDS[cfg.kind]}
