@@ -27,7 +27,7 @@ from tqdm import tqdm
 from structvid.data.prepare import FORMAT, INDEX, VERSION, write_npz
 from structvid.errors import UserError
 from structvid.io.files import atomic_dir, atomic_path
-from structvid.structure.faces.morphable import FaceParams, MorphableModel, rotation_matrix
+from structvid.structure.faces.morphable import FaceParams, MorphableModel, project, rotation_matrix
 from structvid.structure.faces.video_fit import FaceSource, fit_face_video
 from structvid.structure.faces.raster import interpolate, rasterize, vertex_normals
 from structvid.structure.framing import crop_affine, crop_frame
@@ -106,15 +106,14 @@ def render_face(model: MorphableModel, params: np.ndarray, look: _Look, size: in
     k = supersample
     p = FaceParams.unpack(params, model.n_id, model.n_exp).transformed(
         np.array([[k, 0, (k - 1) / 2], [0, k, (k - 1) / 2]]))  # pixel centres of the big image
-    verts = p.vertices(model)  # (V, 3)
-    r = rasterize(verts, model.triangles, big, big)
-    cam = (rotation_matrix(p.rotvec) @ model.shape(p.alpha, p.beta).T).T  # (V, 3) model axes, y up
+    shape, rot = model.shape(p.alpha, p.beta), rotation_matrix(p.rotvec)  # Eq. 1 once, for both uses below
+    r = rasterize(project(shape, rot, p.scale, p.translation), model.triangles, big, big)  # Eq. 2
+    cam = shape @ rot.T  # (V, 3) posed, model axes (y up)
     normals = vertex_normals(cam, model.triangles) * np.array([1, -1, 1])  # image axes: y down
     n = interpolate(r, normals, model.triangles)  # (H, W, 3)
     n /= np.linalg.norm(n, axis=-1, keepdims=True) + 1e-8
     alb = interpolate(r, look.albedo, model.triangles)
-    light = np.array([look.light[0], look.light[1], look.light[2]])
-    shade = look.ambient + (1 - look.ambient) * np.clip(n @ light, 0, 1)[..., None]
+    shade = look.ambient + (1 - look.ambient) * np.clip(n @ look.light, 0, 1)[..., None]
     bg = cv2.resize(look.background, (big, big), interpolation=cv2.INTER_LINEAR)
     img = np.where(r.mask[..., None], alb * shade, bg)
     img = cv2.resize(img.astype(np.float32), (size, size), interpolation=cv2.INTER_AREA)
