@@ -125,11 +125,16 @@ def test_retarget_refuses_a_body_checkpoint_and_picks_the_largest_face(face_run,
                  "--device", "cpu"]) == 0
 
 
-def test_face_demo_writes_crop_panel_and_pasted_videos(face_run, shared_data, tmp_path, capsys):
+def test_face_demo_writes_crop_panel_and_pasted_videos(face_run, shared_data, tmp_path, capsys, monkeypatch):
+    from structvid.pipelines.face_retarget import FaceRetarget
+
+    runs, stream = [], FaceRetarget.stream
+    monkeypatch.setattr(FaceRetarget, "stream", lambda self, *a, **k: runs.append(1) or stream(self, *a, **k))
     assert main(["demo", "--task", "face", "--checkpoint", str(face_run), "--faces", str(shared_data / "faces"),
                  "--out", str(tmp_path), "--device", "cpu"]) == 0, capsys.readouterr().err
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["face.gif", "face.mp4", "face_panel.mp4", "face_pasted.gif", "face_pasted.mp4"]
+    assert len(runs) == 1  # one pass of G_M feeds the crop video, its panel and the pasted video
     kinds, n = streams(tmp_path / "face_pasted.mp4")
     assert n == 78  # every frame of d0
     with av.open(str(tmp_path / "face_pasted.mp4")) as c:

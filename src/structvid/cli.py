@@ -280,8 +280,7 @@ def _face_demo(out: Path, checkpoint: Path, faces: Path, device: str, precision:
     rt = FaceRetarget.from_pretrained(checkpoint, device=device, precision=precision)
     img = load_image(image)
     job = rt.prepare(img, reference, image_source=image)
-    written = write_retarget(rt, img, job, reference, out / "face.mp4", panel=True)
-    written += write_retarget(rt, img, job, reference, out / "face_pasted.mp4", paste=True)
+    written = write_retarget(rt, img, job, reference, out / "face.mp4", panel=True, pasted=out / "face_pasted.mp4")
     for p in written:
         click.echo(str(p))
 

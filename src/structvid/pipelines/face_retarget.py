@@ -99,11 +99,13 @@ def box_of(affine: np.ndarray, size: int) -> tuple[float, float, float]:
 
 
 def write_retarget(retarget: FaceRetarget, image: np.ndarray, job: RetargetJob, reference: str | Path, out: Path,
-                   panel: bool = False, paste: bool = False, fps: float | None = None, gif: bool = True) -> list[Path]:
+                   panel: bool = False, paste: bool = False, fps: float | None = None, gif: bool = True,
+                   pasted: Path | None = None) -> list[Path]:
     """Write OUT (the reference's audio kept when it has one), OUT.gif (preview) and with `panel` OUT_panel.mp4:
     reference | target | normal maps | output (coarse | refined when G_R ran). `paste`: what the model changed in
     the face is added back into the full-resolution portrait (structure.framing.paste_back_many with the input
-    crop as reference). All files appear together when complete, or none."""
+    crop as reference). `pasted`: also write that pasted video (and its preview) to PASTED from the same frames,
+    so the model runs once for both. All files appear together when complete, or none."""
     import tempfile
 
     from structvid.io.video import (GIF_PREVIEW_FRAMES, VideoWriter, copy_audio, iter_video, side_by_side,
@@ -116,20 +118,24 @@ def write_retarget(retarget: FaceRetarget, image: np.ndarray, job: RetargetJob, 
     structure = pipe.structure
     ref_box = structure.box(job.reference[job.found] if job.found.any() else job.reference, pipe.crop_margin)
     ref_frames = (crop_frame(f, ref_box, s) for block in iter_video(reference, 32) for f in block)
-    gif_path, panel_path = out.with_suffix(".gif"), out.with_name(out.stem + "_panel.mp4")
+    panel_path = out.with_name(out.stem + "_panel.mp4")
+    targets = [(out, paste)] + ([(pasted, True)] if pasted is not None else [])  # (path, pasted frames?)
     with video_files() as files, tempfile.TemporaryDirectory() as tmp:
-        silent = VideoWriter(Path(tmp) / "silent.mp4", fps, name=out)
-        preview = files.video(gif_path, fps, max_frames=GIF_PREVIEW_FRAMES) if gif else None
+        silent = [VideoWriter(Path(tmp) / f"silent{i}.mp4", fps, name=path) for i, (path, _) in enumerate(targets)]
+        previews = [files.video(path.with_suffix(".gif"), fps, max_frames=GIF_PREVIEW_FRAMES) if gif else None
+                    for path, _ in targets]
         panel_video = files.video(panel_path, fps) if panel else None
         try:
             for part in retarget.stream(image, job):
-                frames = part.frames
-                if paste:
+                both = {False: part.frames}
+                if any(p for _, p in targets):
                     region = (np.abs(part.conditions) > 0).any(axis=1).astype(np.float32)  # (T, S, S) face pixels
-                    frames = paste_back_many(image, frames, box_of(part.affine, s), region, reference=part.input_frame)
-                silent.write(frames)
-                if preview is not None and preview.count < GIF_PREVIEW_FRAMES:
-                    preview.write(frames)
+                    both[True] = paste_back_many(image, part.frames, box_of(part.affine, s), region,
+                                                 reference=part.input_frame)
+                for (_, p), writer, preview in zip(targets, silent, previews):
+                    writer.write(both[p])
+                    if preview is not None and preview.count < GIF_PREVIEW_FRAMES:
+                        preview.write(both[p])
                 if panel_video is not None:
                     refs = np.stack([next(ref_frames) for _ in range(len(part.frames))])
                     outs = [part.coarse, part.frames] if part.coarse is not None else [part.frames]
@@ -137,9 +143,17 @@ def write_retarget(retarget: FaceRetarget, image: np.ndarray, job: RetargetJob, 
                     labels = ["reference", "target", "normal maps"] + (["coarse", "refined"] if len(outs) == 2
                                                                        else ["output"])
                     panel_video.write(side_by_side(cols, labels, scale=4 if s <= 64 else 2))
-            silent.close()
+            for writer in silent:
+                writer.close()
         except BaseException:
-            silent.abort()
+            for writer in silent:
+                writer.abort()
             raise
-        copy_audio(Path(reference), Path(tmp) / "silent.mp4", files.temp_path(out))
-    return [out] + ([gif_path] if gif else []) + ([panel_path] if panel else [])
+        for i, (path, _) in enumerate(targets):
+            copy_audio(Path(reference), Path(tmp) / f"silent{i}.mp4", files.temp_path(path))
+    written = []
+    for path, _ in targets:
+        written += [path] + ([path.with_suffix(".gif")] if gif else [])
+        if path == out and panel:
+            written.append(panel_path)
+    return written
