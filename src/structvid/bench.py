@@ -46,6 +46,7 @@ def significant(x: float, digits: int = 3) -> float:
     """`x` to `digits` significant figures: small rates on a slow or busy machine do not round to 0."""
     return float(f"{x:.{digits}g}")
 
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -79,7 +80,7 @@ def _gemm_reference(device: torch.device, precision: str, earlier: dict[str, flo
 
 
 def _gemm_fields(gemm: dict[str, float], precision: str, achieved: float) -> dict:
-    fields = {"gemm_gflop_per_s": round(gemm[precision], 1)}
+    fields = {"gemm_gflop_per_s": significant(gemm[precision])}
     if precision != "fp32":
         fields["gemm_fp32_gflop_per_s"] = significant(gemm["fp32"])
     fields["train_fraction_of_gemm"] = round(achieved / gemm[precision], 3)
