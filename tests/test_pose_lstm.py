@@ -196,6 +196,27 @@ def test_relative_step_weights_hand_computed(kind: str) -> None:
     with pytest.raises(ValueError, match="reference"):
         pose_loss(pred, target, visible, kind, reference=torch.zeros(1, 3, 2))
 
+def test_window_step_weights_hand_computed() -> None:
+    # two windows, one step, one joint, l2. Zero velocity (reference 0) errs 10 on the moving window and 1 on
+    # the nearly still one; the batch mean is 5.5, so with floor 0.25 the still window divides by 1.375.
+    ref = torch.zeros(2, 1, 2)
+    target = torch.tensor([[[[10.0, 0.0]]], [[[1.0, 0.0]]]])
+    visible = torch.ones(2, 1, 1, dtype=torch.bool)
+    pred = torch.tensor([[[[8.0, 0.0]]], [[[2.0, 0.0]]]], requires_grad=True)  # errs 2 and 1
+    loss = pose_loss(pred, target, visible, "l2", reference=ref, per_window=True)
+    assert loss.item() == pytest.approx((2 / 10 + 1 / 1.375) / 2)
+    # the batch ratio ("relative") weighs the still window's error by 1/11 instead: 3/11
+    assert pose_loss(pred, target, visible, "l2", reference=ref).item() == pytest.approx(3 / 11)
+    loss.backward()
+    # per unit of error, the still window pulls 10/1.375 ≈ 7.3x harder than the moving one
+    assert pred.grad[1].abs().sum() / pred.grad[0].abs().sum() == pytest.approx(10 / 1.375, rel=1e-4)
+    # a window with nothing visible is left out; zero velocity itself scores 1 where it is above the floor
+    visible[1] = False
+    assert pose_loss(pred, target, visible, "l2", reference=ref, per_window=True).item() == pytest.approx(0.2)
+    still = ref[:, None].expand(2, 1, 1, 2)
+    assert pose_loss(still, target, visible, "l2", reference=ref, per_window=True).item() == pytest.approx(1.0)
+
+
 
 def test_loss_all_invisible_is_zero() -> None:
     pred = torch.randn(2, 3, 13, 2, requires_grad=True)

@@ -115,7 +115,7 @@ class LossConfig:
 LR_SCHEDULES = ("constant", "cosine")  # training/loop.py lr_factor
 PRECISIONS = ("fp32", "bf16", "fp16")  # devices.py DTYPES
 POSE_LOSSES = ("squared", "l2")  # losses/pose.py pose_loss
-STEP_WEIGHTS = ("uniform", "relative")  # losses/pose.py pose_loss (reference)
+STEP_WEIGHTS = ("uniform", "relative", "window")  # losses/pose.py pose_loss (reference)
 
 
 @dataclass
@@ -480,7 +480,8 @@ class PoseTrainConfig(LoopConfig):
     lr: float = 1e-3
     loss: str = "squared"  # squared (Eq. 5) | l2 (unsquared distance, see losses/pose.py)
     # uniform: Eq. 5's mean over all steps; relative: each step's error divided by zero velocity's on the
-    # same batch, the K ratios averaged (losses/pose.py)
+    # same batch, the K ratios averaged; window: that ratio per window and step, so a window that barely moves
+    # counts as much as one that moves a lot (losses/pose.py)
     step_weights: str = "uniform"
     # decoupled weight decay (AdamW); §4 does not regularise the LSTM, 0 keeps plain Adam's update
     weight_decay: float = 0.0

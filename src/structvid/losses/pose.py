@@ -10,7 +10,8 @@ __all__ = ["pose_loss", "POSE_LOSSES"]
 
 
 def pose_loss(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, kind: str = "squared",
-              reference: torch.Tensor | None = None) -> torch.Tensor:
+              reference: torch.Tensor | None = None, per_window: bool = False,
+              floor: float = 0.25) -> torch.Tensor:
     """Eq. 5: mean over visible (sample, step, joint) triples of the squared L2 joint error.
 
     ``pred``/``target`` are (N, K, J, 2), ``visible`` (N, K, J) bool. Eq. 5 averages
@@ -28,6 +29,13 @@ def pose_loss(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, k
     zero-velocity forecast (the reference held still), and the K ratios are averaged: every horizon then
     counts by how far it is below zero velocity, so the first steps (errors ~15x smaller than at step 32)
     are not drowned out. Steps with no visible joint, or where zero velocity is exact, are left out.
+
+    With ``per_window`` as well (``train.step_weights: window``, our option) the ratio is taken per window
+    and step: err[i, k] / max(still[i, k], floor · mean_i still[i, k]) over windows with a visible joint at
+    step k, all ratios averaged. A window whose person barely moves (jump rope: skipping in place) then counts
+    as much as a pitch by how far it is below zero velocity, instead of by its tiny absolute error; the floor
+    (a fraction of the batch's mean zero-velocity error at that step) keeps a window that stands still from
+    dividing by ~0.
     """
     if kind not in POSE_LOSSES:
         raise ValueError(f"unknown pose loss {kind!r}; known: {POSE_LOSSES}")
@@ -42,7 +50,17 @@ def pose_loss(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tensor, k
     if reference.shape != (pred.shape[0], pred.shape[2], 2):
         raise ValueError(f"reference must be (N, J, 2) = {(pred.shape[0], pred.shape[2], 2)}, got {tuple(reference.shape)}")
     with torch.no_grad():
-        still = _joint_errors(reference[:, None].expand_as(pred).to(pred.dtype), target, mask, kind).sum((0, 2))
+        still = _joint_errors(reference[:, None].expand_as(pred).to(pred.dtype), target, mask, kind).sum(2)  # (N, K)
+    if per_window:
+        counted = mask.any(2)  # (N, K): windows with a visible joint at step k
+        with torch.no_grad():
+            mean = still.sum(0) / counted.sum(0).clamp(min=1)  # (K,)
+            denom = torch.maximum(still, floor * mean[None])
+            keep = counted & (denom > 0)
+        if not keep.any():
+            return err.sum() * 0.0
+        return (err.sum(2)[keep] / denom[keep]).mean()
+    still = still.sum(0)
     keep = still > 0  # (K,): a step with no visible joint sums to 0 for both
     if not keep.any():
         return err.sum() * 0.0

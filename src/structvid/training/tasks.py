@@ -141,15 +141,16 @@ def train_forecaster(cfg: ExperimentConfig, run_dir: str | Path, resume: bool = 
 class PoseLoss:
     """Eq. 5 (or the unsquared l2 option, `train.loss`) over visible joints; one phase updating the LSTM."""
 
-    def __init__(self, model: torch.nn.Module, horizon: int, kind: str = "squared", relative: bool = False) -> None:
-        self.model, self.horizon, self.kind, self.relative = model, horizon, kind, relative
+    def __init__(self, model: torch.nn.Module, horizon: int, kind: str = "squared", step_weights: str = "uniform") -> None:
+        self.model, self.horizon, self.kind = model, horizon, kind
+        self.relative, self.per_window = step_weights in ("relative", "window"), step_weights == "window"
         self.phases = (Phase("pose", "pose_lstm", 1),)
         self.grad_scale = lambda: 1.0
 
     def run(self, phase: str, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         pred = self.model(batch["observed"], self.horizon)
-        reference = batch["observed"][:, -1] if self.relative else None  # train.step_weights: relative
-        loss = pose_loss(pred.float(), batch["target"], batch["visible"], self.kind, reference)
+        reference = batch["observed"][:, -1] if self.relative else None  # train.step_weights: relative | window
+        loss = pose_loss(pred.float(), batch["target"], batch["visible"], self.kind, reference, self.per_window)
         return loss, {"pose/loss": loss.item()}
 
 
@@ -257,7 +258,7 @@ def pose_task(cfg: PoseExperimentConfig, device: torch.device, info: DistInfo) -
         modules={"pose_lstm": model},
         optimizers={"pose_lstm": torch.optim.AdamW(model.parameters(), lr=cfg.train.lr,
                                                    weight_decay=cfg.train.weight_decay)},
-        loss=PoseLoss(wrap(model, info, device), m.horizon, cfg.train.loss, cfg.train.step_weights == "relative"),
+        loss=PoseLoss(wrap(model, info, device), m.horizon, cfg.train.loss, cfg.train.step_weights),
         dataset=PoseBatches(windows, cfg.train.batch_size, cfg.train.seed, info.rank, info.world, cfg.data.mirror,
                             cfg.data.speed, weights=action_weights(ds, windows) if cfg.data.balance_actions else None),
         to_device=batch_to_device,
