@@ -206,6 +206,27 @@ def test_retarget_keeps_audio_pastes_back_and_writes_panel(face_jobs, shared_dat
     assert list(temp.iterdir()) == []
 
 
+def test_retarget_reports_tracking_and_fitting_and_cancels_inside_the_fit(face_jobs, shared_data, temp, monkeypatch):
+    from structvid.pipelines.face_retarget import FaceRetarget
+
+    faces, seen = shared_data / "faces", []
+    streamed = []
+    monkeypatch.setattr(FaceRetarget, "stream", lambda *a, **k: streamed.append(1) or iter(()))
+
+    def progress(fraction, stage):
+        seen.append((fraction, stage))
+        if stage.startswith("fitting the reference: frame 16/"):
+            face_jobs.cancel()
+
+    with pytest.raises(h.JobCancelled):
+        face_jobs.retarget(str(faces / "s12.jpg"), str(faces / "d0.mp4"), max_frames=40, progress=progress)
+    stages = [s for _, s in seen]
+    assert "tracking the reference: frame 32" in stages and "tracking the reference: frame 40" in stages
+    assert (0.4, "fitting the reference: frame 16/40") in seen
+    assert not any(s.startswith("fitting the reference: frame 32") for s in stages)  # stopped at the next report
+    assert streamed == [] and list(temp.iterdir()) == []  # G_M never ran, nothing left behind
+
+
 def test_retarget_no_face_is_the_clis_line(face_jobs, shared_data, tmp_path, monkeypatch, capsys):
     faces = shared_data / "faces"
     with pytest.raises(h.UserError) as e:

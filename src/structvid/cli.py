@@ -5,6 +5,7 @@ User errors (UserError) become one line on stderr and exit status 2, without a t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -263,10 +264,34 @@ def retarget(image, reference, out, checkpoint, relative, intensity, head_pose, 
     if crop_margin is not None:
         rt.pipe.crop_margin = crop_margin
     img = load_image(image)
-    job = rt.prepare(img, reference, settings, pick=pick, image_source=image, max_frames=max_frames)
+    with _fit_progress() as progress:
+        job = rt.prepare(img, reference, settings, pick=pick, image_source=image, max_frames=max_frames,
+                         progress=progress)
     for p in write_retarget(rt, img, job, reference, out, panel=panel, paste=paste_back, fps=fps):
         click.echo(str(p))
     click.echo(json.dumps({"frames": len(job.reference), "frames_without_face": job.frames_without_face}))
+
+
+@contextlib.contextmanager
+def _fit_progress():
+    """Progress bars (on a terminal only) for tracking and fitting a reference video: `FaceRetarget.prepare`'s
+    `progress(stage, done, total)`."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int | None) -> None:
+        if stage not in bars:
+            for bar in bars.values():  # one bar at a time: tracking ends where fitting starts
+                bar.close()
+            bars[stage] = tqdm(total=total, desc=f"{stage} the reference", unit="frame", disable=None, leave=False)
+        bars[stage].update(done - bars[stage].n)
+
+    try:
+        yield progress
+    finally:
+        for bar in bars.values():
+            bar.close()
 
 
 def _face_demo(out: Path, checkpoint: Path, faces: Path, device: str, precision: str) -> None:
@@ -279,7 +304,8 @@ def _face_demo(out: Path, checkpoint: Path, faces: Path, device: str, precision:
         image, reference = fetch("face_demo_portrait"), fetch("face_demo_reference")
     rt = FaceRetarget.from_pretrained(checkpoint, device=device, precision=precision)
     img = load_image(image)
-    job = rt.prepare(img, reference, image_source=image)
+    with _fit_progress() as progress:
+        job = rt.prepare(img, reference, image_source=image, progress=progress)
     written = write_retarget(rt, img, job, reference, out / "face.mp4", panel=True, pasted=out / "face_pasted.mp4")
     for p in written:
         click.echo(str(p))

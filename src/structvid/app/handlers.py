@@ -421,7 +421,10 @@ class Jobs:
             ref_path = job.upload(reference, "reference video")
             job.check_video(ref_path)
             job.stage("fitting the portrait and tracking the reference (dlib landmarks, 3DMM: Eq. 1-2)")
-            fit = rt.prepare(img, ref_path, settings, image_source=img_path, max_frames=max_frames)
+            fit = rt.prepare(img, ref_path, settings, image_source=img_path, max_frames=max_frames,
+                             progress=lambda stage, done, total: job.report(
+                                 done / total if total else None,
+                                 f"{stage} the reference: frame {done}" + (f"/{total}" if total else "")))
             total = len(fit.reference)
             job.stage(f"transferring expressions ({settings.mode}), G_M" + (" + G_R" if rt.pipe.refiner else ""), 0.0)
             out = job.dir / "retarget.mp4"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -74,13 +74,15 @@ class FaceRetarget:
 
     def prepare(self, image: np.ndarray, reference: str | Path, settings: TransferSettings | None = None,
                 pick: str = "only", image_source: str | Path | None = None,
-                max_frames: int | None = None) -> RetargetJob:
-        """Fit the portrait and the reference video (frames decoded in chunks) and set up the transfer."""
+                max_frames: int | None = None,
+                progress: Callable[[str, int, int | None], None] | None = None) -> RetargetJob:
+        """Fit the portrait and the reference video (frames decoded in chunks) and set up the transfer.
+        `progress(stage, done, total)`: see `structure.faces.video_fit.fit_face_video`."""
         from structvid.structure.faces.video_fit import FaceSource, fit_face_video
 
         target = self.fit_image(image, image_source, pick)
         ref = FaceSource.from_video(reference)
-        params, found, _ = fit_face_video(ref, self.fitter, max_frames=max_frames)
+        params, found, _ = fit_face_video(ref, self.fitter, max_frames=max_frames, progress=progress)
         m = self.model
         src = ExpressionTransfer(target, params, m.n_id, m.n_exp, settings or TransferSettings())
         return RetargetJob(src, target, params, found, ref.fps)

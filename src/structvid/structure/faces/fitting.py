@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -220,7 +221,8 @@ class FaceFitter:
 
     def fit_video(self, landmarks: np.ndarray, image_hw: tuple[int, int], identity_frames: int = 8,
                   found: np.ndarray | None = None, rate: float = 25.0, min_cutoff: float | None = 3.0,
-                  beta: float = 10.0, iterations: int = 1) -> np.ndarray:
+                  beta: float = 10.0, iterations: int = 1,
+                  progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """(T, 68, 2) landmarks (e.g. `track_landmarks`) -> (T, P) packed FaceParams with one α for the video.
 
         α: eos fits (`fit_image`) `identity_frames` frames spread evenly through the video (among `found` ones),
@@ -229,7 +231,8 @@ class FaceFitter:
         tracking is 1-5; more did not lower the reprojection error on the shared videos), and pose and β are
         smoothed by a causal One-Euro filter (`min_cutoff` Hz, `beta`; None: no smoothing) — rotation vectors
         in radians, scale relative to its median, translation in face widths, β as is. The defaults are
-        lighter than `track_landmarks`' because its landmarks come smoothed already."""
+        lighter than `track_landmarks`' because its landmarks come smoothed already. `progress(done, T)` is
+        called every 16 frames of the per-frame fit and after the last (an exception it raises stops the fit)."""
         lm = np.asarray(landmarks, np.float64)
         if lm.ndim != 3 or lm.shape[1:] != (68, 2) or len(lm) == 0:
             raise ValueError(f"landmarks must be (T, 68, 2) with T > 0, got {lm.shape}")
@@ -239,8 +242,12 @@ class FaceFitter:
         pick = candidates[np.unique(np.round(np.linspace(0, len(candidates) - 1, max(1, identity_frames))).astype(int))]
         chosen = [self.fit_image(lm[k], image_hw) for k in pick]
         alpha = self.solve_identity(chosen, lm[pick])[0].alpha
-        params = FaceParams.unpack(np.stack([self.fit_image(x, image_hw, alpha=alpha, iterations=iterations).pack()
-                                             for x in lm]), self.model.n_id, self.model.n_exp)
+        packed = []
+        for k, x in enumerate(lm, 1):
+            packed.append(self.fit_image(x, image_hw, alpha=alpha, iterations=iterations).pack())
+            if progress is not None and (k % 16 == 0 or k == len(lm)):
+                progress(k, len(lm))
+        params = FaceParams.unpack(np.stack(packed), self.model.n_id, self.model.n_exp)
         if min_cutoff is not None:
             params = self._smooth(params, rate, min_cutoff, beta)
         return params.pack()

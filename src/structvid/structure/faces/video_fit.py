@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -48,10 +48,13 @@ class FaceSource:
             yield np.stack([load_image(f) for f in self.frames[i : i + chunk]])
 
 
-def fit_face_video(source: FaceSource, fitter, detector=None, max_frames: int | None = None,
-                   chunk: int = 32) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def fit_face_video(source: FaceSource, fitter, detector=None, max_frames: int | None = None, chunk: int = 32,
+                   progress: Callable[[str, int, int | None], None] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Track and fit one video: (params (T, P) in source pixels, found (T,) bool, (H, W)). Frames are decoded in
-    chunks; only landmarks are kept."""
+    chunks; only landmarks are kept. `progress(stage, done, total)` hears of each tracked chunk ("tracking",
+    total None: the frame count is not known before decoding) and of the fit ("fitting", total T); an exception
+    it raises stops the work (the web page's Cancel)."""
     from structvid.structure.faces.landmarks import track_landmarks
 
     hw: list[tuple[int, int]] = []
@@ -71,8 +74,11 @@ def fit_face_video(source: FaceSource, fitter, detector=None, max_frames: int | 
     for lm, ok in track_landmarks(frames(), detector, rate=source.fps, source=source.path):
         lms.append(lm)
         found.append(ok)
+        if progress is not None:
+            progress("tracking", sum(len(x) for x in lms), None)
     if not lms:
         raise UserError("the video has no frames", source.path)
     lm, ok = np.concatenate(lms), np.concatenate(found)
-    params = fitter.fit_video(lm, hw[0], found=ok, rate=source.fps)
+    fit_progress = None if progress is None else (lambda done, total: progress("fitting", done, total))
+    params = fitter.fit_video(lm, hw[0], found=ok, rate=source.fps, progress=fit_progress)
     return params.astype(np.float32), ok, hw[0]
