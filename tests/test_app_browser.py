@@ -181,6 +181,54 @@ def test_refine_example_and_the_other_tabs(page, tmp_path):
     keep(tmp_path / "retarget.png", "app_retarget.png")
 
 
+def camera_file(image: Path, out: Path) -> Path:
+    """A few frames of `image` as a Y4M file, what chromium's fake camera (--use-file-for-fake-video-capture) plays."""
+    from PIL import Image
+
+    frame = np.asarray(Image.open(image).convert("RGB").resize((640, 480)))
+    with av.open(str(out), "w", format="yuv4mpegpipe") as c:
+        stream = c.add_stream("rawvideo", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        for _ in range(5):
+            c.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        c.mux(stream.encode(None))
+    return out
+
+
+def test_webcam_snapshot_is_retargeted(server, browser, shared_data, tmp_path):
+    """The portrait's webcam source: chromium's fake camera shows s42.jpg, the page's capture button takes the
+    snapshot (sent inline as a data: URL), and the retarget job animates it with d0.mp4."""
+    pytest.importorskip("dlib", reason="retargeting needs structvid[faces]")
+    faces = shared_data / "faces"
+    if not h.FACE_DEMO_DIR.is_dir():
+        pytest.skip("the bundled face models are missing")
+    camera = camera_file(faces / "s42.jpg", tmp_path / "camera.y4m")
+    args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                            f"--use-file-for-fake-video-capture={camera}"]
+    b = browser.browser_type.launch(executable_path=CHROMIUM, args=args)  # the fixture's Playwright, another browser
+    try:
+        page = b.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server[0])
+        page.get_by_role("tab", name="Retarget a face").click()
+        page.click("#retarget-portrait button[aria-label='Capture from camera']")
+        page.get_by_text("Click to Access Webcam").click()
+        page.click("#retarget-portrait button[aria-label='capture photo']")
+        page.wait_for_selector("#retarget-portrait img")  # the snapshot is the portrait now
+        page.locator("#retarget-reference input[type=file]").set_input_files(str(faces / "d0.mp4"))
+        page.wait_for_selector("#retarget-reference video")
+        page.click("#retarget-run")
+        page.wait_for_selector("#retarget-video video[src]", timeout=4 * TIMEOUT_MS)
+        shown = page.evaluate(FIRST_FRAME, "#retarget-video video")
+        summary = page.inner_text("#retarget-summary")
+    finally:
+        b.close()
+    with av.open(str(faces / "d0.mp4")) as c:
+        seconds = c.streams.video[0].frames / float(c.streams.video[0].average_rate)
+    assert shown["duration"] == pytest.approx(seconds, abs=0.1) and shown["std"] > 20  # a whole, non-blank video
+    assert "0 frames without a face" in summary
+
+
 def test_stopping_the_server_removes_its_files(server, browser):
     url, log, proc = server
     pg = browser.new_page()
