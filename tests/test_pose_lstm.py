@@ -196,6 +196,7 @@ def test_relative_step_weights_hand_computed(kind: str) -> None:
     with pytest.raises(ValueError, match="reference"):
         pose_loss(pred, target, visible, kind, reference=torch.zeros(1, 3, 2))
 
+
 def test_window_step_weights_hand_computed() -> None:
     # two windows, one step, one joint, l2. Zero velocity (reference 0) errs 10 on the moving window and 1 on
     # the nearly still one; the batch mean is 5.5, so with floor 0.25 the still window divides by 1.375.
@@ -215,7 +216,6 @@ def test_window_step_weights_hand_computed() -> None:
     assert pose_loss(pred, target, visible, "l2", reference=ref, per_window=True).item() == pytest.approx(0.2)
     still = ref[:, None].expand(2, 1, 1, 2)
     assert pose_loss(still, target, visible, "l2", reference=ref, per_window=True).item() == pytest.approx(1.0)
-
 
 
 def test_loss_all_invisible_is_zero() -> None:

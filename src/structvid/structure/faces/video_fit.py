@@ -70,12 +70,13 @@ def fit_face_video(source: FaceSource, fitter, detector=None, max_frames: int | 
             done += len(block)
             yield block
 
-    lms, found = [], []
+    lms, found, tracked = [], [], 0
     for lm, ok in track_landmarks(frames(), detector, rate=source.fps, source=source.path):
         lms.append(lm)
         found.append(ok)
+        tracked += len(lm)
         if progress is not None:
-            progress("tracking", sum(len(x) for x in lms), None)
+            progress("tracking", tracked, None)
     if not lms:
         raise UserError("the video has no frames", source.path)
     lm, ok = np.concatenate(lms), np.concatenate(found)
